@@ -1,0 +1,80 @@
+# hostnet.isolation — every entry point a user or CI needs.
+#   make demo   converge a local sandbox fleet with playbooks/site.yml and show the result
+#   make test   every test and check CI runs
+# Needs root (network namespaces) on Debian 12 or similar; installs its own dependencies.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+BUILD := $(CURDIR)/.build
+COLLECTIONS := $(BUILD)/collections
+VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL := $(BUILD)/hostnet-isolation-$(VERSION).tar.gz
+SANITY_ROOT := $(BUILD)/sanity/ansible_collections/hostnet/isolation
+JOBS ?= 2
+SANDBOX_HOSTS ?= 3
+
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_NOCOLOR := 1
+export ANSIBLE_FORCE_COLOR := 0
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help deps venv collection demo sandbox-up sandbox-down test test-unit test-integration \
+        test-examples sanity lint clean
+
+help:
+	@echo "make demo   - converge a local sandbox fleet (network namespaces) and show what it did"
+	@echo "make test   - unit, integration, sanity and lint: everything CI runs"
+
+# Debian packages, installed only when one is missing.
+$(BUILD)/deps.stamp: apt-packages.txt
+	@mkdir -p $(BUILD)
+	@missing=$$(grep -v '^#' apt-packages.txt | xargs -n1 | while read -r p; do \
+	    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "apt-get install $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+deps: $(BUILD)/deps.stamp
+
+$(VENV)/stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	@touch $@
+venv: $(VENV)/stamp
+
+# Build the collection tarball and install it: tests run the installed copy, as users do.
+collection: venv
+	@mkdir -p $(BUILD) $(COLLECTIONS)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) . >/dev/null
+	$(BIN)/ansible-galaxy collection install --force -p $(COLLECTIONS) $(TARBALL) >/dev/null
+	@echo "installed hostnet.isolation $(VERSION) into $(COLLECTIONS)"
+
+demo: deps venv collection
+	$(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --workdir $(BUILD)/sandbox
+
+test: deps venv collection test-unit test-integration sanity lint
+	@echo "make test: all checks passed"
+
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: deps venv collection
+	$(BIN)/python -m pytest -q -n $(JOBS) tests/integration
+
+# ansible-test needs the collection under ansible_collections/<ns>/<name>: copy the tracked files.
+sanity: venv
+	@rm -rf $(BUILD)/sanity && mkdir -p $(SANITY_ROOT)
+	@git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
+	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --python 3.11 --venv --color no
+
+lint: venv collection
+	$(BIN)/ansible-lint --offline --profile production
+
+clean:
+	rm -rf $(BUILD) $(VENV)

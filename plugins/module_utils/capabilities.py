@@ -1,0 +1,344 @@
+# Copyright: hostnet.isolation contributors
+# Apache License 2.0 (see LICENSE)
+"""Host preflight: what this host's kernel and userland can do for us.
+
+Every probe that needs to change something (add a qdisc, a rule, a table)
+does so in a child process that first moved into a new, empty network
+namespace: the host's own devices and rulesets are never touched.
+
+Each capability is reported as ``{"available": bool, "probe": how it was
+checked, "detail": what was found}`` under a stable name, the same names
+that ``require`` accepts.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ctypes
+import ctypes.util
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import struct
+import subprocess
+
+from . import netlink, nsutil
+from .errors import ValidationError
+
+LIBNL_MINIMUM = (3, 2, 26)
+IPTABLES_WAIT_MINIMUM = (1, 4, 20)
+
+# name -> short description, the vocabulary of ``require``
+CAPABILITIES = {
+    "pyroute2": "pyroute2 (netlink from Python) importable",
+    "libnl": "libnl-3 and libnl-route-3 >= 3.2.26 (Mesos port_mapping / ports isolators)",
+    "iptables": "iptables command",
+    "iptables_wait": "iptables supports -w (>= 1.4.20)",
+    "nftables": "nft command and kernel nf_tables",
+    "xt_comment": "iptables comment match (rules tagged with container ids)",
+    "qdisc_htb": "htb qdisc",
+    "qdisc_tbf": "tbf qdisc",
+    "qdisc_fq_codel": "fq_codel qdisc (sch_fq_codel)",
+    "qdisc_ingress": "ingress qdisc",
+    "qdisc_pfifo": "pfifo qdisc",
+    "cls_u32": "u32 classifier",
+    "act_mirred": "mirred action (redirect)",
+    "cgroup_v2": "a mounted cgroup v2 hierarchy",
+    "sock_diag": "sock_diag listing of listening sockets",
+    "sock_diag_cgroup_id": "sock_diag reports each socket's cgroup v2 id",
+    "bpf_cgroup_bind": "cgroup BPF programs on bind() (BPF_CGROUP_INET4_BIND / INET6_BIND)",
+}
+
+_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280}
+_BPF_PROG_LOAD = 5
+_BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
+_BPF_CGROUP_INET4_BIND = 8
+_BPF_CGROUP_INET6_BIND = 9
+_INET_DIAG_CGROUP_ID = 21
+
+
+def _cap(available, probe, detail="", **extra):
+    entry = {"available": bool(available), "probe": probe, "detail": detail}
+    entry.update(extra)
+    return entry
+
+
+def _version_tuple(text):
+    return tuple(int(x) for x in re.findall(r"\d+", text)[:3])
+
+
+def _run(argv):
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          check=False, timeout=20)
+    return proc.returncode, proc.stdout.strip()
+
+
+def probe_libnl():
+    probe = "dlopen libnl-3.so.200 and read nl_ver_maj/min/mic; dlopen libnl-route-3.so.200"
+    try:
+        lib = ctypes.CDLL("libnl-3.so.200")
+        version = tuple(ctypes.c_int.in_dll(lib, n).value for n in ("nl_ver_maj", "nl_ver_min", "nl_ver_mic"))
+    except (OSError, ValueError) as exc:
+        return _cap(False, probe, "libnl-3 not loadable: %s" % exc, version=None, route=False)
+    try:
+        ctypes.CDLL("libnl-route-3.so.200")
+        route = True
+    except OSError as exc:
+        return _cap(False, probe, "libnl-3 %s found but libnl-route-3 is not loadable: %s"
+                    % (".".join(map(str, version)), exc), version=".".join(map(str, version)), route=False)
+    text = ".".join(map(str, version))
+    ok = version >= LIBNL_MINIMUM
+    return _cap(ok, probe, "libnl %s %s 3.2.26" % (text, ">=" if ok else "<"), version=text, route=route)
+
+
+def probe_iptables():
+    probe = "iptables -V"
+    path = shutil.which("iptables")
+    if not path:
+        none = _cap(False, probe, "no iptables command in PATH", version=None, backend=None)
+        return none, _cap(False, probe, "no iptables command", version=None)
+    code, out = _run([path, "-V"])
+    match = re.search(r"v(\d+\.\d+(?:\.\d+)?)(?:\s+\((\w+)\))?", out)
+    if code != 0 or not match:
+        bad = _cap(False, probe, "iptables -V failed: %s" % out, version=None, backend=None)
+        return bad, _cap(False, probe, "iptables -V failed", version=None)
+    version = match.group(1)
+    backend = {"nf_tables": "nft", "legacy": "legacy"}.get(match.group(2) or "legacy", match.group(2))
+    wait_ok = _version_tuple(version) >= IPTABLES_WAIT_MINIMUM
+    return (_cap(True, probe, out, version=version, backend=backend, path=path),
+            _cap(wait_ok, probe, "iptables %s %s 1.4.20" % (version, ">=" if wait_ok else "<"), version=version))
+
+
+def probe_cgroups():
+    probe = "/proc/self/mountinfo"
+    v2 = []
+    v1 = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _sep, post = line.partition(" - ")
+            fields = pre.split()
+            fstype, _source, superopts = (post.split() + ["", "", ""])[:3]
+            if fstype == "cgroup2":
+                v2.append(fields[4])
+            elif fstype == "cgroup":
+                v1.extend(o for o in superopts.split(",") if o not in ("rw", "ro") and not o.startswith("name="))
+    mode = "v2" if v2 and not v1 else ("hybrid" if v2 else ("v1" if v1 else "none"))
+    info = {"mode": mode, "v2_mount": v2[0] if v2 else None, "v1_controllers": sorted(set(v1))}
+    return info, _cap(bool(v2), probe, "cgroup mode %s, v2 at %s" % (mode, v2[0] if v2 else "(none)"),
+                      mount=info["v2_mount"])
+
+
+def _bpf_prog_load(attach_type):
+    nr = _BPF_SYSCALL.get(platform.machine())
+    if nr is None:
+        raise OSError(0, "no bpf(2) syscall number known for %s" % platform.machine())
+    # r0 = 1 (allow); exit
+    insns = struct.pack("<BBhi", 0xB7, 0, 0, 1) + struct.pack("<BBhi", 0x95, 0, 0, 0)
+    insn_buf = ctypes.create_string_buffer(insns, len(insns))
+    license_buf = ctypes.create_string_buffer(b"GPL")
+    attr = ctypes.create_string_buffer(128)
+    struct.pack_into("<II", attr, 0, _BPF_PROG_TYPE_CGROUP_SOCK_ADDR, 2)
+    struct.pack_into("<QQ", attr, 8, ctypes.addressof(insn_buf), ctypes.addressof(license_buf))
+    struct.pack_into("<I", attr, 68, attach_type)
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    fd = libc.syscall(ctypes.c_long(nr), ctypes.c_int(_BPF_PROG_LOAD), attr, ctypes.c_uint(len(attr.raw)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    os.close(fd)
+
+
+def probe_bpf():
+    probe = "bpf(BPF_PROG_LOAD) of a 2-instruction CGROUP_SOCK_ADDR program for INET4_BIND and INET6_BIND"
+    try:
+        _bpf_prog_load(_BPF_CGROUP_INET4_BIND)
+        _bpf_prog_load(_BPF_CGROUP_INET6_BIND)
+    except OSError as exc:
+        return _cap(False, probe, "load refused: %s" % (exc.strerror or exc))
+    return _cap(True, probe, "both attach types load")
+
+
+def _probe_in_throwaway_netns():
+    """Runs in a child that owns a fresh network namespace: changes here vanish with it."""
+    out = {}
+    nsutil.unshare(nsutil.CLONE_NEWNET)
+    if netlink.PYROUTE2_IMPORT_ERROR is not None:
+        reason = "pyroute2 is not importable: %s" % netlink.PYROUTE2_IMPORT_ERROR
+        for name in ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_ingress", "qdisc_pfifo", "cls_u32",
+                     "act_mirred", "sock_diag", "sock_diag_cgroup_id"):
+            out[name] = _cap(False, "needs pyroute2", reason)
+    else:
+        out.update(_probe_tc())
+        out.update(_probe_sock_diag())
+    out.update(_probe_netfilter())
+    return out
+
+
+def _probe_tc():
+    out = {}
+    where = " on a veth in a throwaway network namespace"
+    with netlink.IPRoute() as ipr:
+        ipr.link("add", ifname="hnprobe0", kind="veth", peer={"ifname": "hnprobe1"})
+        a = ipr.link_lookup(ifname="hnprobe0")[0]
+        b = ipr.link_lookup(ifname="hnprobe1")[0]
+        qdiscs = (("qdisc_htb", "htb", {"default": 0x10}),
+                  ("qdisc_tbf", "tbf", {"rate": "1mbit", "burst": 16000, "latency": "50ms"}),
+                  ("qdisc_fq_codel", "fq_codel", {}),
+                  ("qdisc_pfifo", "pfifo", {}))
+        for name, kind, opts in qdiscs:
+            probe = "RTM_NEWQDISC root %s%s" % (kind, where)
+            try:
+                ipr.tc("add", kind, a, 0x10000, **opts)
+                ipr.tc("del", kind, a, 0x10000, **opts)
+                out[name] = _cap(True, probe, "accepted")
+            except netlink.NetlinkError as exc:
+                missing = " (kernel has no sch_%s)" % kind if exc.code == 2 else ""
+                out[name] = _cap(False, probe, "refused: %s%s" % (netlink.errno_name(exc), missing))
+            except Exception as exc:  # pylint: disable=broad-except
+                out[name] = _cap(False, probe, "probe error: %s: %s" % (type(exc).__name__, exc))
+        probe = "RTM_NEWQDISC ingress" + where
+        try:
+            ipr.tc("add", "ingress", a, 0xFFFF0000)
+            out["qdisc_ingress"] = _cap(True, probe, "accepted")
+        except netlink.NetlinkError as exc:
+            out["qdisc_ingress"] = _cap(False, probe, "refused: %s" % netlink.errno_name(exc))
+            out["cls_u32"] = _cap(False, "needs the ingress qdisc", "ingress qdisc unavailable")
+            out["act_mirred"] = _cap(False, "needs the ingress qdisc", "ingress qdisc unavailable")
+            return out
+        probe = "RTM_NEWTFILTER u32 on the ingress qdisc" + where
+        try:
+            ipr.tc("add-filter", "u32", a, parent=0xFFFF0000, prio=1, protocol=0x0003,
+                   keys=["0x0/0x0+0"], target=0x10001)
+            out["cls_u32"] = _cap(True, probe, "accepted")
+        except netlink.NetlinkError as exc:
+            out["cls_u32"] = _cap(False, probe, "refused: %s" % netlink.errno_name(exc))
+            out["act_mirred"] = _cap(False, "needs the u32 classifier", "u32 unavailable")
+            return out
+        probe = "RTM_NEWTFILTER u32 with a mirred egress redirect action" + where
+        try:
+            ipr.tc("add-filter", "u32", a, parent=0xFFFF0000, prio=2, protocol=0x0003, keys=["0x0/0x0+0"],
+                   target=0x10001, action=[{"kind": "mirred", "direction": "egress", "action": "redirect",
+                                            "ifindex": b}])
+            out["act_mirred"] = _cap(True, probe, "accepted")
+        except netlink.NetlinkError as exc:
+            out["act_mirred"] = _cap(False, probe, "refused: %s" % netlink.errno_name(exc))
+    return out
+
+
+def _probe_sock_diag():
+    from pyroute2 import DiagSocket
+    probe = "sock_diag dump of TCP LISTEN sockets (a listener on 127.0.0.1 in a throwaway namespace)"
+    with netlink.IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with DiagSocket() as diag:
+            diag.bind()
+            found = [m for m in diag.get_sock_stats(family=socket.AF_INET, states=1 << 10)
+                     if m["idiag_sport"] == port]
+    except Exception as exc:  # pylint: disable=broad-except
+        fail = _cap(False, probe, "failed: %s" % exc)
+        return {"sock_diag": fail, "sock_diag_cgroup_id": _cap(False, probe, "sock_diag unavailable")}
+    finally:
+        listener.close()
+    if not found:
+        fail = _cap(False, probe, "the probe's own listener was not listed")
+        return {"sock_diag": fail, "sock_diag_cgroup_id": _cap(False, probe, "sock_diag unavailable")}
+    named = raw = False
+    for attr in found[0]["attrs"]:
+        if attr[0] == "INET_DIAG_CGROUP_ID":
+            named = True
+        elif isinstance(attr[1], dict) and attr[1].get("header", {}).get("type") == _INET_DIAG_CGROUP_ID:
+            raw = True
+    if named:
+        cg = _cap(True, probe, "INET_DIAG_CGROUP_ID decoded by pyroute2 %s" % netlink.pyroute2_version())
+    elif raw:
+        cg = _cap(False, probe, "the kernel sends INET_DIAG_CGROUP_ID but pyroute2 %s does not decode it"
+                                " (upgrade pyroute2)" % netlink.pyroute2_version())
+    else:
+        cg = _cap(False, probe, "the kernel sends no INET_DIAG_CGROUP_ID (needs Linux >= 5.7 with cgroup v2)")
+    return {"sock_diag": _cap(True, probe, "listener found"), "sock_diag_cgroup_id": cg}
+
+
+def _probe_netfilter():
+    out = {}
+    nft = shutil.which("nft")
+    probe = "nft add table in a throwaway network namespace"
+    if not nft:
+        out["nftables"] = _cap(False, probe, "no nft command in PATH", version=None)
+    else:
+        _code, version = _run([nft, "-v"])
+        match = re.search(r"v(\d+\.\d+(?:\.\d+)?)", version)
+        code, text = _run([nft, "add", "table", "inet", "hostnet_probe"])
+        out["nftables"] = _cap(code == 0, probe, "accepted" if code == 0 else "refused: %s" % text,
+                               version=match.group(1) if match else None)
+    iptables = shutil.which("iptables")
+    probe = "iptables -A INPUT -m comment in a throwaway network namespace"
+    if not iptables:
+        out["xt_comment"] = _cap(False, probe, "no iptables command in PATH")
+    else:
+        code, text = _run([iptables, "-w", "5", "-t", "filter", "-A", "INPUT", "-m", "comment",
+                           "--comment", "hostnet-probe", "-j", "ACCEPT"])
+        out["xt_comment"] = _cap(code == 0, probe, "accepted" if code == 0 else "refused: %s" % text)
+    return out
+
+
+def _in_child(func):
+    """Run ``func`` in a forked child; returns its JSON-able result."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(read_fd)
+        try:
+            payload = json.dumps({"ok": func()})
+        except BaseException as exc:  # pylint: disable=broad-except
+            payload = json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)})
+        with os.fdopen(write_fd, "w") as f:
+            f.write(payload)
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    result = json.loads(data) if data else {"error": "probe process died"}
+    if "error" in result:
+        raise RuntimeError("throwaway-namespace probe failed: %s" % result["error"])
+    return result["ok"]
+
+
+def gather():
+    """All capabilities of this host, as a dict of name -> entry plus context."""
+    facts = {"kernel": platform.release(), "python": platform.python_version()}
+    version = netlink.pyroute2_version()
+    facts["pyroute2"] = _cap(version is not None, "import pyroute2",
+                             "pyroute2 %s" % version if version else str(netlink.PYROUTE2_IMPORT_ERROR),
+                             version=version)
+    facts["libnl"] = probe_libnl()
+    facts["iptables"], facts["iptables_wait"] = probe_iptables()
+    facts["cgroup"], facts["cgroup_v2"] = probe_cgroups()
+    facts["bpf_cgroup_bind"] = probe_bpf()
+    facts.update(_in_child(_probe_in_throwaway_netns))
+    facts["missing"] = sorted(name for name in CAPABILITIES if not facts[name]["available"])
+    return facts
+
+
+def validate_required(required):
+    for i, name in enumerate(required):
+        if name not in CAPABILITIES:
+            raise ValidationError("require[%d]" % i, "unknown capability %r; known: %s"
+                                  % (name, ", ".join(sorted(CAPABILITIES))))
+
+
+def check_required(facts, required):
+    """One line per missing name in ``required``: name (meaning): finding [probe: how]."""
+    validate_required(required)
+    return ["%s (%s): %s [probe: %s]" % (name, CAPABILITIES[name], facts[name]["detail"], facts[name]["probe"])
+            for name in required if not facts[name]["available"]]

@@ -1,0 +1,201 @@
+# Copyright: hostnet.isolation contributors
+# Apache License 2.0 (see LICENSE)
+"""Network namespace plumbing: handles, entering a namespace, bind mounts.
+
+Only the standard library (ctypes) is used here so that the watcher and the
+CNI plugin can share it on hosts without Ansible.
+
+Entering a namespace is done per thread with setns(2) and undone before the
+context exits: a netlink socket opened inside the context talks to that
+namespace, everything else in the process stays in its own namespace.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import re
+
+from .errors import ValidationError
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+DEFAULT_NETNS_DIR = "/var/run/netns"
+# What `ip netns` accepts as a name: no slashes, not "." or "..".
+_NETNS_NAME_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,255}$")
+
+_LIBC = []
+
+
+def _libc():
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True))
+    return _LIBC[0]
+
+
+def _check(ret, what):
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "%s: %s" % (what, os.strerror(err)))
+
+
+def mount(source, target, fstype, flags, data=None):
+    _check(_libc().mount(
+        source.encode() if source else None,
+        target.encode(),
+        fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    ), "mount %s" % target)
+
+
+def umount(target, flags=0):
+    _check(_libc().umount2(target.encode(), ctypes.c_int(flags)), "umount %s" % target)
+
+
+def setns(fd, nstype=CLONE_NEWNET):
+    _check(_libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def unshare(flags):
+    _check(_libc().unshare(ctypes.c_int(flags)), "unshare")
+
+
+def check_netns_name(field, name):
+    """A namespace name as `ip netns` accepts it; raises ValidationError otherwise."""
+    if not isinstance(name, str) or not _NETNS_NAME_RE.match(name) or name in (".", ".."):
+        raise ValidationError(field, "%r is not a valid namespace name "
+                                     "(1-255 characters of letters, digits, '_.@:+-', no '/')" % (name,))
+    return name
+
+
+def _nsfs_dev():
+    return os.stat("/proc/self/ns/net").st_dev
+
+
+def is_netns_handle(path):
+    """True when ``path`` is a live namespace handle (an nsfs bind mount or /proc/<pid>/ns/net)."""
+    try:
+        return os.stat(path).st_dev == _nsfs_dev()
+    except OSError:
+        return False
+
+
+def netns_inode(path):
+    """The namespace's inode number, which identifies it across handles, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino if st.st_dev == _nsfs_dev() else None
+
+
+def current_netns_inode():
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def resolve_netns(field, name=None, pid=None, netns_dir=DEFAULT_NETNS_DIR):
+    """Path of a namespace given by name (in ``netns_dir``), absolute path, or pid.
+
+    Raises ValidationError naming ``field`` when the namespace does not exist,
+    so that nothing is created for an unknown namespace.
+    """
+    if pid is not None:
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValidationError(field, "%r is not a process id" % (pid,))
+        path = "/proc/%d/ns/net" % pid
+        if not os.path.exists("/proc/%d" % pid):
+            raise ValidationError(field, "no process with pid %d" % pid)
+    elif name is None:
+        return None
+    elif name.startswith("/"):
+        path = name
+    else:
+        check_netns_name(field, name)
+        path = os.path.join(netns_dir, name)
+    if not is_netns_handle(path):
+        raise ValidationError(field, "network namespace %s does not exist (%s is not a namespace handle)"
+                                     % (name if pid is None else "of pid %d" % pid, path))
+    return path
+
+
+@contextlib.contextmanager
+def entered(path):
+    """Run the body with this thread inside the namespace at ``path`` (None: stay)."""
+    if path is None:
+        yield
+        return
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            setns(own)
+    finally:
+        os.close(own)
+
+
+def ensure_shared_dir(directory):
+    """Make ``directory`` a shared mount point, as `ip netns add` does.
+
+    Handles mounted below it then propagate to mount namespaces that were
+    cloned from this one (containers started later see them).
+    """
+    os.makedirs(directory, 0o755, exist_ok=True)
+    try:
+        mount("none", directory, None, MS_SHARED | MS_REC)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        mount(directory, directory, "none", MS_BIND | MS_REC)
+        mount("none", directory, None, MS_SHARED | MS_REC)
+
+
+def bind_handle(source, path):
+    """Pin the namespace at ``source`` by bind-mounting it onto a new file ``path``."""
+    ensure_shared_dir(os.path.dirname(path))
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+    os.close(fd)
+    try:
+        mount(source, path, "none", MS_BIND)
+    except OSError:
+        os.unlink(path)
+        raise
+
+
+def create_handle(path):
+    """Create a new, empty network namespace pinned at ``path``."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        unshare(CLONE_NEWNET)
+        try:
+            bind_handle("/proc/thread-self/ns/net", path)
+        finally:
+            setns(own)
+    finally:
+        os.close(own)
+
+
+def remove_handle(path):
+    """Unpin and remove a handle; the namespace dies with its last user."""
+    try:
+        umount(path, MNT_DETACH)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: not mounted (a stale file)
+            raise
+    os.unlink(path)

@@ -1,0 +1,80 @@
+# Copyright: hostnet.isolation contributors
+# Apache License 2.0 (see LICENSE)
+"""Input checks shared by every front door; each error names its field."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import re
+
+from .errors import ValidationError
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def ifname(field, value):
+    """A Linux interface name: 1-15 bytes, no '/', ':' or whitespace."""
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, "%r is not an interface name" % (value,))
+    if len(value.encode("utf-8")) > 15:
+        raise ValidationError(field, "%r is %d characters long; Linux allows at most 15"
+                                     % (value, len(value.encode("utf-8"))))
+    if value in (".", "..") or re.search(r"[/:\s]", value):
+        raise ValidationError(field, "%r is not a valid interface name (no '/', ':' or whitespace)" % (value,))
+    return value
+
+
+def mac(field, value):
+    """A unicast Ethernet address, normalised to lower case."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _MAC_RE.match(value):
+        raise ValidationError(field, "%r is not a MAC address (like 02:00:00:00:00:01)" % (value,))
+    value = value.lower()
+    if int(value[:2], 16) & 1:
+        raise ValidationError(field, "%s is a multicast address; a device needs a unicast one" % value)
+    if value == "00:00:00:00:00:00":
+        raise ValidationError(field, "00:00:00:00:00:00 is not a usable address")
+    return value
+
+
+def mtu(field, value, minimum=68, maximum=65535):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValidationError(field, "%r is not an MTU between %d and %d" % (value, minimum, maximum))
+    return value
+
+
+def cidr_list(field, values):
+    """A list of 'address/prefix' strings, IPv4 or IPv6; None stays None (not managed)."""
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        raise ValidationError(field, "must be a list of addresses with prefix length (CIDR)")
+    result = []
+    for i, value in enumerate(values):
+        item = "%s[%d]" % (field, i)
+        if not isinstance(value, str) or "/" not in value:
+            raise ValidationError(item, "%r is not an address with prefix length, like 10.0.0.1/24" % (value,))
+        try:
+            addr = ipaddress.ip_interface(value)
+        except ValueError:
+            raise ValidationError(item, "%r is not an IPv4 or IPv6 address with prefix length" % (value,))
+        if addr.ip.is_multicast or addr.ip.is_unspecified:
+            raise ValidationError(item, "%s cannot be assigned to a device" % value)
+        if addr in result:
+            raise ValidationError(item, "%s is listed twice" % value)
+        result.append(addr)
+    return sorted(result, key=lambda a: (a.version, a))
+
+
+def ip_address(field, value):
+    if value is None:
+        return None
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise ValidationError(field, "%r is not an IPv4 or IPv6 address" % (value,))

@@ -1,0 +1,327 @@
+# Copyright: hostnet.isolation contributors
+# Apache License 2.0 (see LICENSE)
+"""veth pairs: plan the difference to the spec, apply it all or nothing.
+
+The host end lives in ``netns`` (default: the caller's namespace), the peer
+in ``peer_netns``. The pair is created in one RTM_NEWLINK request that
+already carries both names, MTUs, MACs and the peer's namespace, so a peer
+named ``eth0`` never appears, even briefly, in the host namespace.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import socket
+
+from . import netlink, nsutil, validate
+from .errors import ValidationError
+from .transaction import Transaction
+
+
+class VethSpec:
+    def __init__(self, name, peer=None, state="present", netns=None, netns_pid=None,
+                 peer_netns=None, peer_netns_pid=None, netns_dir=nsutil.DEFAULT_NETNS_DIR,
+                 mtu=None, mac=None, peer_mac=None, addresses=None, peer_addresses=None,
+                 peer_gateway=None, master=None):
+        if state not in ("present", "absent"):
+            raise ValidationError("state", "%r is not one of present, absent" % (state,))
+        self.state = state
+        self.name = validate.ifname("name", name)
+        if not isinstance(netns_dir, str) or not netns_dir.startswith("/"):
+            raise ValidationError("netns_dir", "%r is not an absolute path" % (netns_dir,))
+        for field, value, pid in (("netns", netns, netns_pid), ("peer_netns", peer_netns, peer_netns_pid)):
+            if value is not None and pid is not None:
+                raise ValidationError(field, "give either %s or %s_pid, not both" % (field, field))
+        self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
+                                          name=netns, pid=netns_pid, netns_dir=netns_dir)
+        self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid else "(current)")
+        if state == "absent":
+            self.peer = validate.ifname("peer", peer) if peer is not None else None
+            return
+        if peer is None:
+            raise ValidationError("peer", "required with state=present")
+        self.peer = validate.ifname("peer", peer)
+        self.peer_netns = nsutil.resolve_netns("peer_netns_pid" if peer_netns_pid is not None else "peer_netns",
+                                               name=peer_netns, pid=peer_netns_pid, netns_dir=netns_dir)
+        self.peer_netns_label = (peer_netns if peer_netns is not None
+                                 else ("pid %d" % peer_netns_pid if peer_netns_pid else "(current)"))
+        same_ns = _same_ns(self.netns, self.peer_netns)
+        if same_ns and self.peer == self.name:
+            raise ValidationError("peer", "%r is also the host end's name, in the same namespace" % peer)
+        self.mtu = validate.mtu("mtu", mtu)
+        self.mac = validate.mac("mac", mac)
+        self.peer_mac = validate.mac("peer_mac", peer_mac)
+        if self.mac and self.mac == self.peer_mac:
+            raise ValidationError("peer_mac", "%s is also the host end's mac" % self.mac)
+        self.addresses = validate.cidr_list("addresses", addresses)
+        self.peer_addresses = validate.cidr_list("peer_addresses", peer_addresses)
+        self.peer_gateway = validate.ip_address("peer_gateway", peer_gateway)
+        if self.peer_gateway is not None and self.peer_addresses is not None:
+            if not any(self.peer_gateway in a.network for a in self.peer_addresses
+                       if a.version == self.peer_gateway.version):
+                raise ValidationError("peer_gateway", "%s is not inside any of peer_addresses (%s), so the "
+                                                      "peer could not reach it"
+                                      % (self.peer_gateway, ", ".join(str(a) for a in self.peer_addresses)))
+        self.master = validate.ifname("master", master) if master is not None else None
+
+
+def _same_ns(a, b):
+    ia = nsutil.netns_inode(a) if a else nsutil.current_netns_inode()
+    ib = nsutil.netns_inode(b) if b else nsutil.current_netns_inode()
+    return ia == ib
+
+
+def _end_view(link, addrs, gateway=None, master_name=None):
+    view = {"name": link["name"], "mtu": link["mtu"], "mac": link["mac"], "up": link["up"],
+            "addresses": [str(a) for a in addrs]}
+    if master_name is not None:
+        view["master"] = master_name
+    if gateway is not None:
+        view["gateway"] = gateway
+    return view
+
+
+class _Handles:
+    """Netlink sockets for the host end's and the peer's namespace."""
+
+    def __init__(self, spec):
+        self.host = netlink.open_iproute(spec.netns)
+        peer_ns = getattr(spec, "peer_netns", None)
+        self.peer = self.host if spec.state == "absent" or _same_ns(spec.netns, peer_ns) \
+            else netlink.open_iproute(peer_ns)
+
+    def close(self):
+        self.host.close()
+        if self.peer is not self.host:
+            self.peer.close()
+
+
+def read_veth(spec, h):
+    """The pair as it is now: (host link, peer link, master link, host addrs, peer addrs, gateway)."""
+    host = netlink.link_state(h.host, ifname=spec.name)
+    if host is not None and host["kind"] != "veth":
+        raise ValidationError("name", "%s exists in namespace %s and is a %s device, not a veth"
+                                      % (spec.name, spec.netns_label, host["kind"] or "physical"))
+    if spec.state == "absent":
+        return {"host": host}
+    peer = netlink.link_state(h.peer, ifname=spec.peer)
+    if host is None and peer is not None:
+        raise ValidationError("peer", "%s already exists in namespace %s" % (spec.peer, spec.peer_netns_label))
+    if host is not None:
+        if peer is None or peer["kind"] != "veth" or peer["link"] != host["index"] or host["link"] != peer["index"]:
+            raise ValidationError("peer", "%s exists, but its peer is not %s in namespace %s; remove it first "
+                                          "(state: absent) or correct name, peer and peer_netns"
+                                  % (spec.name, spec.peer, spec.peer_netns_label))
+    master = None
+    if spec.master is not None:
+        master = netlink.link_state(h.host, ifname=spec.master)
+        if master is None:
+            raise ValidationError("master", "no device %s in namespace %s" % (spec.master, spec.netns_label))
+        if master["kind"] != "bridge":
+            raise ValidationError("master", "%s is a %s device, not a bridge" % (spec.master, master["kind"]))
+    state = {"host": host, "peer": peer, "master": master, "host_addrs": [], "peer_addrs": [], "gateway": None}
+    if host is not None:
+        state["host_addrs"] = netlink.addresses(h.host, host["index"])
+        state["peer_addrs"] = netlink.addresses(h.peer, peer["index"])
+        if spec.peer_gateway is not None:
+            family = socket.AF_INET if spec.peer_gateway.version == 4 else socket.AF_INET6
+            state["gateway"] = netlink.default_route(h.peer, family)
+    return state
+
+
+def plan_veth(spec, h):
+    """Actions that bring the pair to ``spec``, with before/after views for diff."""
+    state = read_veth(spec, h)
+    host = state["host"]
+    actions = []
+    if spec.state == "absent":
+        if host is not None:
+            actions.append({"action": "delete", "ns": "host", "name": spec.name})
+        before = {"name": spec.name, "present": host is not None}
+        return {"actions": actions, "before": before, "after": {"name": spec.name, "present": False},
+                "state": state}
+
+    peer = state["peer"]
+    if host is None:
+        actions.append({"action": "create", "name": spec.name, "peer": spec.peer})
+        host_addrs, peer_addrs, gateway = [], [], None
+        host_up = peer_up = False
+        master_index = 0
+    else:
+        host_addrs, peer_addrs, gateway = state["host_addrs"], state["peer_addrs"], state["gateway"]
+        host_up, peer_up = host["up"], peer["up"]
+        master_index = host["master"]
+        for end, link, want_mac in (("host", host, spec.mac), ("peer", peer, spec.peer_mac)):
+            if spec.mtu is not None and link["mtu"] != spec.mtu:
+                actions.append({"action": "set", "ns": end, "name": link["name"], "attr": "mtu",
+                                "value": spec.mtu, "old": link["mtu"]})
+            if want_mac is not None and link["mac"] != want_mac:
+                actions.append({"action": "set", "ns": end, "name": link["name"], "attr": "address",
+                                "value": want_mac, "old": link["mac"]})
+    if spec.master is not None and master_index != state["master"]["index"]:
+        actions.append({"action": "set", "ns": "host", "name": spec.name, "attr": "master",
+                        "value": state["master"]["index"], "old": master_index})
+    for end, name, want, have in (("host", spec.name, spec.addresses, host_addrs),
+                                  ("peer", spec.peer, spec.peer_addresses, peer_addrs)):
+        if want is None:
+            continue
+        for addr in have:
+            if addr not in want:
+                actions.append({"action": "addr_del", "ns": end, "name": name, "address": addr})
+        for addr in want:
+            if addr not in have:
+                actions.append({"action": "addr_add", "ns": end, "name": name, "address": addr})
+    for end, name, up in (("host", spec.name, host_up), ("peer", spec.peer, peer_up)):
+        if not up:
+            actions.append({"action": "set", "ns": end, "name": name, "attr": "state", "value": "up",
+                            "old": "down"})
+    if spec.peer_gateway is not None:
+        want_gw = str(spec.peer_gateway)
+        peer_index = peer["index"] if peer is not None else None
+        if gateway is None or gateway[0] != want_gw or gateway[1] != peer_index:
+            actions.append({"action": "gateway", "ns": "peer", "name": spec.peer, "gateway": spec.peer_gateway,
+                            "old": gateway[0] if gateway else None})
+
+    def view(link, addrs, want_addrs, up, mtu, mac):
+        return {"name": link, "mtu": mtu, "mac": mac, "up": up,
+                "addresses": [str(a) for a in (addrs if want_addrs is None else want_addrs)]}
+
+    before = {"present": host is not None}
+    if host is not None:
+        before["host"] = view(spec.name, host_addrs, None, host_up, host["mtu"], host["mac"])
+        before["peer"] = view(spec.peer, peer_addrs, None, peer_up, peer["mtu"], peer["mac"])
+        before["peer"]["gateway"] = gateway[0] if gateway else None
+    after = {"present": True,
+             "host": view(spec.name, host_addrs, spec.addresses, True,
+                          spec.mtu or (host["mtu"] if host else None), spec.mac or (host["mac"] if host else None)),
+             "peer": view(spec.peer, peer_addrs, spec.peer_addresses, True,
+                          spec.mtu or (peer["mtu"] if peer else None),
+                          spec.peer_mac or (peer["mac"] if peer else None))}
+    after["peer"]["gateway"] = str(spec.peer_gateway) if spec.peer_gateway else (gateway[0] if gateway else None)
+    if spec.master is not None:
+        after["host"]["master"] = spec.master
+    return {"actions": actions, "before": before, "after": after, "state": state}
+
+
+def _create(spec, h):
+    kwargs = {"ifname": spec.name, "kind": "veth"}
+    peer = {"ifname": spec.peer}
+    for target, mtu, mac in ((kwargs, spec.mtu, spec.mac), (peer, spec.mtu, spec.peer_mac)):
+        if mtu is not None:
+            target["mtu"] = mtu
+        if mac is not None:
+            target["address"] = mac
+    fd = None
+    if h.peer is not h.host:
+        fd = os.open(spec.peer_netns or "/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        peer["net_ns_fd"] = fd
+    kwargs["peer"] = peer
+    try:
+        h.host.link("add", **kwargs)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _index(ipr, name):
+    found = ipr.link_lookup(ifname=name)
+    if not found:
+        raise ValidationError("name", "device %s disappeared while being configured" % name)
+    return found[0]
+
+
+def _step(spec, h, action):
+    """(do, undo) for one action."""
+    kind = action["action"]
+    ipr = h.peer if action.get("ns") == "peer" else h.host
+    name = action.get("name")
+    if kind == "create":
+        return (lambda: _create(spec, h)), (lambda: h.host.link("del", index=_index(h.host, spec.name)))
+    if kind == "delete":
+        return (lambda: h.host.link("del", index=_index(h.host, name))), None
+    if kind == "set":
+        attr = action["attr"]
+
+        def setter(value):
+            return lambda: ipr.link("set", index=_index(ipr, name), **{attr: value})
+        return setter(action["value"]), setter(action["old"])
+    if kind in ("addr_add", "addr_del"):
+        addr = action["address"]
+
+        def change(cmd):
+            return lambda: ipr.addr(cmd, index=_index(ipr, name), address=str(addr.ip), prefixlen=addr.network.prefixlen)
+        return (change("add"), change("del")) if kind == "addr_add" else (change("del"), change("add"))
+    if kind == "gateway":
+        family = socket.AF_INET if action["gateway"].version == 4 else socket.AF_INET6
+        dst = "0.0.0.0/0" if family == socket.AF_INET else "::/0"
+
+        def route(gw):
+            if gw is None:
+                return lambda: ipr.route("del", dst=dst, family=family, table=netlink.RT_TABLE_MAIN)
+            return lambda: ipr.route("replace", dst=dst, family=family, gateway=str(gw),
+                                     oif=_index(ipr, name), table=netlink.RT_TABLE_MAIN)
+        return route(action["gateway"]), route(action["old"])
+    raise ValueError("unknown action %r" % kind)
+
+
+def apply_veth(spec, h, plan):
+    txn = Transaction()
+    steps = []
+    for action in plan["actions"]:
+        do, undo = _step(spec, h, action)
+        description = describe_action(action)
+        steps.append(lambda t, d=description, do=do, undo=undo: t.step(d, do, undo))
+    return txn.run("veth", steps)
+
+
+def describe_action(action):
+    kind = action["action"]
+    if kind == "create":
+        return "create veth %s with peer %s" % (action["name"], action["peer"])
+    if kind == "delete":
+        return "delete veth %s (and its peer)" % action["name"]
+    if kind == "set":
+        return "set %s %s %s -> %s" % (action["name"], action["attr"], action["old"], action["value"])
+    if kind == "addr_add":
+        return "add address %s to %s" % (action["address"], action["name"])
+    if kind == "addr_del":
+        return "remove address %s from %s" % (action["address"], action["name"])
+    return "default route via %s on %s (was %s)" % (action["gateway"], action["name"], action["old"])
+
+
+def converge_veth(spec, check_mode=False):
+    """Plan, and unless ``check_mode``, apply. Returns the plan with a ``changes`` list."""
+    h = _Handles(spec)
+    try:
+        plan = plan_veth(spec, h)
+        plan["changes"] = [describe_action(a) for a in plan["actions"]]
+        if plan["actions"] and not check_mode:
+            apply_veth(spec, h, plan)
+        state = None
+        if spec.state == "present" and not check_mode:
+            state = read_veth(spec, h)
+        elif spec.state == "present" and plan["state"]["host"] is not None:
+            state = plan["state"]
+        plan["result"] = _result_view(spec, h, state)
+        del plan["state"]
+        return plan
+    finally:
+        h.close()
+
+
+def _result_view(spec, h, state):
+    if state is None or state["host"] is None:
+        return None
+    master = None
+    if state["host"]["master"]:
+        m = netlink.link_state(h.host, index=state["host"]["master"])
+        master = m["name"] if m else None
+    host = _end_view(state["host"], state["host_addrs"])
+    host["index"] = state["host"]["index"]
+    host["master"] = master
+    peer = _end_view(state["peer"], state["peer_addrs"],
+                     gateway=state["gateway"][0] if state["gateway"] else None)
+    peer["index"] = state["peer"]["index"]
+    return {"host": host, "peer": peer}

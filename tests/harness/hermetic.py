@@ -1,0 +1,170 @@
+# Copyright: hostnet.isolation contributors
+# Apache License 2.0 (see LICENSE)
+"""Throwaway "hosts" for tests and the demo sandbox.
+
+A hermetic host is a holder process in its own network, mount and UTS
+namespaces, with a private tmpfs on /run (so named netns handles, lock files
+and symlinks never reach the machine's /run) and its own sysfs. Everything a
+test does to "the host" happens in there; stopping the host kills every
+process left in its mount namespace and the namespaces vanish.
+"""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+
+MARKER = "hostnet-hermetic-host"
+
+# $0 is the marker (shows in ps), $1 the hostname.
+_HOLDER = r"""
+set -e
+mount -t tmpfs -o mode=755 hostnet-run /run
+mkdir -p /run/lock
+mount -t sysfs sysfs /sys
+hostname "$1"
+ip link set lo up
+echo ready
+exec sleep infinity
+"""
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class HermeticHost:
+    def __init__(self, name, pid=None, mnt_ino=None):
+        self.name = name
+        self.pid = pid
+        self.mnt_ino = mnt_ino
+        self._proc = None
+        self._spawned = []
+
+    def start(self):
+        proc = subprocess.Popen(
+            ["unshare", "--net", "--mount", "--uts", "--propagation", "private", "--",
+             "sh", "-c", _HOLDER, MARKER, self.name],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, universal_newlines=True)
+        line = proc.stdout.readline().strip()
+        if line != "ready":
+            proc.kill()
+            raise RuntimeError("hermetic host %s did not start: %s %s" % (self.name, line, proc.stderr.read()))
+        self.pid = proc.pid
+        self._proc = proc
+        self.mnt_ino = os.stat("/proc/%d/ns/mnt" % self.pid).st_ino
+        return self
+
+    # -- running things inside -------------------------------------------------------------
+
+    def nsenter(self, argv):
+        return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", "--"] + list(argv)
+
+    def run(self, argv, check=True, **kwargs):
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("universal_newlines", True)
+        proc = subprocess.run(self.nsenter(argv), check=False, **kwargs)
+        if check and proc.returncode != 0:
+            raise AssertionError("%s failed (%d) in %s:\n%s%s" % (
+                " ".join(shlex.quote(a) for a in argv), proc.returncode, self.name, proc.stdout, proc.stderr))
+        return proc
+
+    def sh(self, script, check=True):
+        return self.run(["sh", "-c", script], check=check)
+
+    def spawn(self, argv, netns=None):
+        """Start a long-running process inside the host (optionally inside one of its named netns)."""
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + list(argv)
+        proc = subprocess.Popen(self.nsenter(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        self._spawned.append(proc)
+        return proc
+
+    # -- observing -------------------------------------------------------------------------
+
+    def _json(self, argv):
+        out = self.run(argv, check=False).stdout.strip()
+        return json.loads(out) if out else []
+
+    def netns_view(self, netns=None):
+        """Links, addresses and routes of the host or of one of its named namespaces."""
+        prefix = ["ip", "-n", netns] if netns else ["ip"]
+        view = {
+            "links": self._json(prefix + ["-j", "-d", "link", "show"]),
+            "addresses": self._json(prefix + ["-j", "addr", "show"]),
+            "routes4": self._json(prefix + ["-j", "-4", "route", "show", "table", "all"]),
+            "routes6": self._json(prefix + ["-j", "-6", "route", "show", "table", "all"]),
+        }
+        view["qdiscs"] = self._json((["tc", "-n", netns] if netns else ["tc"]) + ["-j", "qdisc", "show"])
+        for link in view["links"]:
+            # counters and timers move on their own; they are not state we manage
+            for volatile in ("stats", "stats64", "linkinfo_info_data_timers"):
+                link.pop(volatile, None)
+        for addr in view["addresses"]:
+            for info in addr.get("addr_info", []):
+                info.pop("valid_life_time", None)
+                info.pop("preferred_life_time", None)
+        return view
+
+    def snapshot(self):
+        """Everything a module could change, as comparable data."""
+        handles = self.sh("ls -1 /run/netns 2>/dev/null || true").stdout.split()
+        files = self.sh(
+            "for d in /run/netns /run/mesos /run/hostnet; do "
+            "[ -d $d ] && find $d -printf '%p %y %l\\n'; done; true").stdout.splitlines()
+        mounts = sorted(line.split()[4] for line in open("/proc/%d/mountinfo" % self.pid)
+                        if line.split()[4].startswith("/run/"))
+        snap = {
+            "host": self.netns_view(),
+            "files": sorted(files),
+            "mounts": mounts,
+            "netns": dict((h, self.netns_view(h)) for h in handles),
+            "nft": self.run(["nft", "list", "ruleset"], check=False).stdout,
+            "iptables": self.run(["iptables-save"], check=False).stdout,
+        }
+        snap["iptables"] = "\n".join(line for line in snap["iptables"].splitlines() if not line.startswith("#"))
+        return snap
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def processes(self):
+        """Pids of every process in this host's mount namespace (the holder included)."""
+        mine = self.mnt_ino
+        if mine is None or mine == os.stat("/proc/self/ns/mnt").st_ino:
+            return []  # never the machine's own mount namespace
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.stat("/proc/%s/ns/mnt" % entry).st_ino == mine:
+                        pids.append(int(entry))
+                except OSError:
+                    continue
+        return pids
+
+    def stop(self):
+        if self.pid is None:
+            return
+        for proc in self._spawned:  # `ip netns exec` gives them a mount namespace of their own
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            pids = self.processes()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc.stdout.close()
+            self._proc.stderr.close()
+        self.pid = None
+

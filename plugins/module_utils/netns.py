@@ -207,12 +207,14 @@ def _step(action, held):
     path = action["path"]
     kind = action["action"]
     if kind == "create_handle":
+        undo = []
+
         def do():
             if action.get("pid"):
-                nsutil.bind_handle("/proc/%d/ns/net" % action["pid"], path)
+                undo.append(nsutil.bind_handle("/proc/%d/ns/net" % action["pid"], path))
             else:
-                nsutil.create_handle(path)
-        return do, lambda: nsutil.remove_handle(path)
+                undo.append(nsutil.create_handle(path))
+        return do, lambda: undo and undo[0]()
     if kind in ("replace_handle", "remove_handle"):
         old = _held_open(path, held)
 
@@ -229,15 +231,19 @@ def _step(action, held):
     if kind == "remove_stale_handle":
         return lambda: nsutil.remove_handle(path), lambda: open(path, "a").close()
     if kind in ("create_symlink", "replace_symlink"):
+        undo_dirs = []
+
         def do():
-            parent = os.path.dirname(path)
-            if not os.path.isdir(parent):
-                os.makedirs(parent, 0o755)
+            undo_dirs.append(nsutil.make_dirs(os.path.dirname(path)))
             tmp = "%s.hostnet-tmp" % path
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            os.symlink(action["target"], tmp)
-            os.rename(tmp, path)  # atomic replace: readers never see a missing link
+            try:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                os.symlink(action["target"], tmp)
+                os.rename(tmp, path)  # atomic replace: readers never see a missing link
+            except OSError:
+                undo_dirs[0]()
+                raise
 
         def undo():
             if kind == "replace_symlink":
@@ -245,6 +251,7 @@ def _step(action, held):
                 os.rename(path + ".hostnet-tmp", path)
             else:
                 os.unlink(path)
+            undo_dirs[0]()
         return do, undo
     if kind == "remove_symlink":
         return lambda: os.unlink(path), lambda: os.symlink(action["old_target"], path)

@@ -150,41 +150,74 @@ def entered(path):
         os.close(own)
 
 
+def make_dirs(path, mode=0o755):
+    """mkdir -p that returns an undo: removing exactly the directories it created."""
+    created = []
+    while path and not os.path.isdir(path):
+        created.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(created):
+        os.mkdir(directory, mode)
+
+    def undo():
+        for directory in created:
+            os.rmdir(directory)
+    return undo
+
+
 def ensure_shared_dir(directory):
-    """Make ``directory`` a shared mount point, as `ip netns add` does.
+    """Make ``directory`` a shared mount point, as `ip netns add` does; returns an undo.
 
     Handles mounted below it then propagate to mount namespaces that were
     cloned from this one (containers started later see them).
     """
-    os.makedirs(directory, 0o755, exist_ok=True)
+    undos = [make_dirs(directory)]
     try:
         mount("none", directory, None, MS_SHARED | MS_REC)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
         mount(directory, directory, "none", MS_BIND | MS_REC)
+        undos.append(lambda: umount(directory, MNT_DETACH))
         mount("none", directory, None, MS_SHARED | MS_REC)
+
+    def undo():
+        for step in reversed(undos):
+            step()
+    return undo
 
 
 def bind_handle(source, path):
-    """Pin the namespace at ``source`` by bind-mounting it onto a new file ``path``."""
-    ensure_shared_dir(os.path.dirname(path))
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
-    os.close(fd)
+    """Pin the namespace at ``source`` by bind-mounting it onto a new file ``path``.
+
+    Returns an undo that removes the handle and whatever directory set-up this call did.
+    """
+    undo_dir = ensure_shared_dir(os.path.dirname(path))
     try:
-        mount(source, path, "none", MS_BIND)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
+        os.close(fd)
+        try:
+            mount(source, path, "none", MS_BIND)
+        except OSError:
+            os.unlink(path)
+            raise
     except OSError:
-        os.unlink(path)
+        undo_dir()
         raise
+
+    def undo():
+        remove_handle(path)
+        undo_dir()
+    return undo
 
 
 def create_handle(path):
-    """Create a new, empty network namespace pinned at ``path``."""
+    """Create a new, empty network namespace pinned at ``path``; returns an undo."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         unshare(CLONE_NEWNET)
         try:
-            bind_handle("/proc/thread-self/ns/net", path)
+            return bind_handle("/proc/thread-self/ns/net", path)
         finally:
             setns(own)
     finally:

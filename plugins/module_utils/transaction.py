@@ -18,10 +18,13 @@ class Transaction:
     def __init__(self):
         self._undo = []
         self.done = []
+        self.current = None
 
     def step(self, description, do, undo=None):
         """Run ``do``; remember ``undo`` so a later failure can revert it."""
+        self.current = description
         do()
+        self.current = None
         self.done.append(description)
         if undo is not None:
             self._undo.append((description, undo))
@@ -48,7 +51,8 @@ class Transaction:
                 step(self)
         except Exception as exc:
             failed = self.rollback()
-            reason = "%s; rolled back %s" % (
-                exc, "cleanly" if not failed else "with errors: " + "; ".join(failed))
-            raise ApplyError(field, reason)
+            where = "%s failed: " % self.current if self.current else ""
+            reason = "%s%s; rolled back %s" % (
+                where, exc, "cleanly" if not failed else "with errors: " + "; ".join(failed))
+            raise ApplyError(field, reason) from exc
         return self.done

@@ -82,6 +82,29 @@ class HermeticHost:
         self._spawned.append(proc)
         return proc
 
+    def start_app(self):
+        """A process in a network namespace of its own, like a container's init; returns its pid."""
+        proc = self.spawn(["unshare", "--net", "sleep", "3600"])
+        host_net = os.stat("/proc/%d/ns/net" % self.pid).st_ino
+        for _ in range(200):
+            try:
+                with open("/proc/%d/comm" % proc.pid) as f:
+                    comm = f.read().strip()
+                if comm == "sleep" and os.stat("/proc/%d/ns/net" % proc.pid).st_ino != host_net:
+                    return proc.pid
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise AssertionError("app process did not start in %s" % self.name)
+
+    def settle(self, timeout=5.0):
+        """Wait for IPv6 duplicate address detection to finish everywhere in this host."""
+        deadline = time.time() + timeout
+        script = ("ip -6 addr show tentative; for n in $(ls /run/netns 2>/dev/null); do "
+                  "ip -n $n -6 addr show tentative; done")
+        while self.sh(script, check=False).stdout.strip() and time.time() < deadline:
+            time.sleep(0.1)
+
     # -- observing -------------------------------------------------------------------------
 
     def _json(self, argv):
@@ -98,18 +121,22 @@ class HermeticHost:
             "routes6": self._json(prefix + ["-j", "-6", "route", "show", "table", "all"]),
         }
         view["qdiscs"] = self._json((["tc", "-n", netns] if netns else ["tc"]) + ["-j", "qdisc", "show"])
-        for link in view["links"]:
-            # counters and timers move on their own; they are not state we manage
-            for volatile in ("stats", "stats64", "linkinfo_info_data_timers"):
-                link.pop(volatile, None)
+        # What the kernel moves on its own (carrier, DAD, lifetimes) is not state we manage.
+        for link in view["links"] + view["addresses"]:
+            link.pop("operstate", None)
+            for part in ("info_data", "info_slave_data"):  # bridge timers tick, STP walks port states
+                data = link.get("linkinfo", {}).get(part, {})
+                for key in [k for k in data if k.endswith("_timer") or k == "state"]:
+                    del data[key]
         for addr in view["addresses"]:
             for info in addr.get("addr_info", []):
-                info.pop("valid_life_time", None)
-                info.pop("preferred_life_time", None)
+                for volatile in ("valid_life_time", "preferred_life_time", "tentative", "optimistic"):
+                    info.pop(volatile, None)
         return view
 
     def snapshot(self):
         """Everything a module could change, as comparable data."""
+        self.settle()
         handles = self.sh("ls -1 /run/netns 2>/dev/null || true").stdout.split()
         files = self.sh(
             "for d in /run/netns /run/mesos /run/hostnet; do "
@@ -119,6 +146,9 @@ class HermeticHost:
         snap = {
             "host": self.netns_view(),
             "files": sorted(files),
+            # which namespace each handle pins (a re-pointed handle keeps its name)
+            "handles": dict((h, self.sh("stat -L -c %%i /run/netns/%s 2>/dev/null || true" % h).stdout.strip())
+                            for h in handles),
             "mounts": mounts,
             "netns": dict((h, self.netns_view(h)) for h in handles),
             "nft": self.run(["nft", "list", "ruleset"], check=False).stdout,

@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Host preflight: what this host's kernel and userland can do for us.
 
 Every probe that needs to change something (add a qdisc, a rule, a table)
@@ -59,6 +59,8 @@ _BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
 _BPF_CGROUP_INET4_BIND = 8
 _BPF_CGROUP_INET6_BIND = 9
 _INET_DIAG_CGROUP_ID = 21
+# cgroup v1 mount options that are not controllers
+_CGROUP_V1_OPTIONS = ("rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "none", "favordynmods")
 
 
 def _cap(available, probe, detail="", **extra):
@@ -95,6 +97,16 @@ def probe_libnl():
     return _cap(ok, probe, "libnl %s %s 3.2.26" % (text, ">=" if ok else "<"), version=text, route=route)
 
 
+def parse_iptables_version(text):
+    """(version, backend) from `iptables -V` output; backend is "nft" or "legacy"."""
+    match = re.search(r"v(\d+\.\d+(?:\.\d+)?)(?:\s+\((\w+)\))?", text)
+    if not match:
+        return None, None
+    # iptables before 1.6 prints no backend: those are all legacy
+    backend = {"nf_tables": "nft", "legacy": "legacy"}.get(match.group(2) or "legacy", match.group(2))
+    return match.group(1), backend
+
+
 def probe_iptables():
     probe = "iptables -V"
     path = shutil.which("iptables")
@@ -102,33 +114,36 @@ def probe_iptables():
         none = _cap(False, probe, "no iptables command in PATH", version=None, backend=None)
         return none, _cap(False, probe, "no iptables command", version=None)
     code, out = _run([path, "-V"])
-    match = re.search(r"v(\d+\.\d+(?:\.\d+)?)(?:\s+\((\w+)\))?", out)
-    if code != 0 or not match:
+    version, backend = parse_iptables_version(out)
+    if code != 0 or not version:
         bad = _cap(False, probe, "iptables -V failed: %s" % out, version=None, backend=None)
         return bad, _cap(False, probe, "iptables -V failed", version=None)
-    version = match.group(1)
-    backend = {"nf_tables": "nft", "legacy": "legacy"}.get(match.group(2) or "legacy", match.group(2))
     wait_ok = _version_tuple(version) >= IPTABLES_WAIT_MINIMUM
     return (_cap(True, probe, out, version=version, backend=backend, path=path),
             _cap(wait_ok, probe, "iptables %s %s 1.4.20" % (version, ">=" if wait_ok else "<"), version=version))
 
 
-def probe_cgroups():
-    probe = "/proc/self/mountinfo"
+def cgroup_layout(mountinfo_lines):
+    """{"mode": v1|v2|hybrid|none, "v2_mount", "v1_controllers"} from /proc/self/mountinfo lines."""
     v2 = []
     v1 = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _sep, post = line.partition(" - ")
-            fields = pre.split()
-            fstype, _source, superopts = (post.split() + ["", "", ""])[:3]
-            if fstype == "cgroup2":
-                v2.append(fields[4])
-            elif fstype == "cgroup":
-                v1.extend(o for o in superopts.split(",") if o not in ("rw", "ro") and not o.startswith("name="))
+    for line in mountinfo_lines:
+        pre, _sep, post = line.partition(" - ")
+        fields = pre.split()
+        fstype, _source, superopts = (post.split() + ["", "", ""])[:3]
+        if fstype == "cgroup2":
+            v2.append(fields[4])
+        elif fstype == "cgroup":
+            v1.extend(o for o in superopts.split(",") if o not in _CGROUP_V1_OPTIONS and "=" not in o)
     mode = "v2" if v2 and not v1 else ("hybrid" if v2 else ("v1" if v1 else "none"))
-    info = {"mode": mode, "v2_mount": v2[0] if v2 else None, "v1_controllers": sorted(set(v1))}
-    return info, _cap(bool(v2), probe, "cgroup mode %s, v2 at %s" % (mode, v2[0] if v2 else "(none)"),
+    return {"mode": mode, "v2_mount": v2[0] if v2 else None, "v1_controllers": sorted(set(v1))}
+
+
+def probe_cgroups():
+    with open("/proc/self/mountinfo") as f:
+        info = cgroup_layout(f)
+    return info, _cap(bool(info["v2_mount"]), "/proc/self/mountinfo",
+                      "cgroup mode %s, v2 at %s" % (info["mode"], info["v2_mount"] or "(none)"),
                       mount=info["v2_mount"])
 
 

@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The netlink layer: pyroute2, imported once and guarded.
 
 Supports Debian 12's python3-pyroute2 0.7.x and current PyPI releases (0.9.x):

@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Named network namespaces: bind-mounted handles, their symlinks, recovery.
 
 Plan, then apply: ``plan_netns`` reads the host and returns the actions that

@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Network namespace plumbing: handles, entering a namespace, bind mounts.
 
 Only the standard library (ctypes) is used here so that the watcher and the

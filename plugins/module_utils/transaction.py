@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Apply a plan as a unit: every step registers how to undo it.
 
 Where the kernel offers no single transaction (netlink link, address and

@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """veth pairs: plan the difference to the spec, apply it all or nothing.
 
 The host end lives in ``netns`` (default: the caller's namespace), the peer

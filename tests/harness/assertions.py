@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The assertion set every module passes, as a user would check it.
 
 - check mode predicts the same ``changed`` as the real run and leaves the host identical;

@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Throwaway "hosts" for tests and the demo sandbox.
 
 A hermetic host is a holder process in its own network, mount and UTS
@@ -86,7 +86,7 @@ class HermeticHost:
         """A process in a network namespace of its own, like a container's init; returns its pid."""
         proc = self.spawn(["unshare", "--net", "sleep", "3600"])
         host_net = os.stat("/proc/%d/ns/net" % self.pid).st_ino
-        for _ in range(200):
+        for _attempt in range(200):
             try:
                 with open("/proc/%d/comm" % proc.pid) as f:
                     comm = f.read().strip()
@@ -197,4 +197,3 @@ class HermeticHost:
             self._proc.stdout.close()
             self._proc.stderr.close()
         self.pid = None
-

@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run the installed collection's modules and playbooks inside a hermetic host, as a user would."""
 
 import json
@@ -66,8 +66,8 @@ def run_module(host, module, args, python, check=False, diff=True):
     try:
         _data, results = _task_results(proc.stdout)
     except ValueError:
-        raise AssertionError("ansible did not return JSON (%d):\n%s\n%s" % (proc.returncode, proc.stdout,
-                                                                             proc.stderr))
+        raise AssertionError("ansible did not return JSON (%d):\n%s\n%s"
+                             % (proc.returncode, proc.stdout, proc.stderr))
     result = results[0]
     result.raw = proc.stdout
     return result

@@ -1,5 +1,5 @@
 # Copyright: hostnet.isolation contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """hostnet.isolation.capabilities: facts that match what independent tools find, and no side effects."""
 
 import os

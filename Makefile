@@ -67,11 +67,23 @@ test-unit: venv
 test-integration: deps venv collection
 	$(BIN)/python -m pytest -q -n $(JOBS) tests/integration
 
+# ansible-test pins its own linters: they get a venv of their own so they never fight ansible-lint's.
+SANITY_VENV := $(BUILD)/sanity-venv
+$(SANITY_VENV)/stamp: requirements.txt
+	$(PYTHON) -m venv $(SANITY_VENV)
+	$(SANITY_VENV)/bin/pip install -q "$$(grep -E '^ansible-core==' requirements.txt)"
+	@touch $@
+
 # ansible-test needs the collection under ansible_collections/<ns>/<name>: copy the tracked files.
-sanity: venv
+sanity: deps $(SANITY_VENV)/stamp
 	@rm -rf $(BUILD)/sanity && mkdir -p $(SANITY_ROOT)
 	@git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
-	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --python 3.11 --venv --color no
+	@cd $(SANITY_ROOT) && git init -q && git add -A  # ansible-test lists files through git
+	@pipver=$$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" $(SANITY_VENV)/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -1 | tr . _); \
+	  mkdir -p $(BUILD)/ansible-test-home/.ansible/test/cache && \
+	  cp tests/sanity/pip_bootstrap.py $(BUILD)/ansible-test-home/.ansible/test/cache/get_pip_$$pipver.py
+	cd $(SANITY_ROOT) && HOME=$(BUILD)/ansible-test-home PATH=$(SANITY_VENV)/bin:$$PATH \
+	  ansible-test sanity --requirements --python 3.11 --color no
 
 lint: venv collection
 	$(BIN)/ansible-lint --offline --profile production

@@ -73,14 +73,20 @@ def _same_ns(a, b):
     return ia == ib
 
 
-def _end_view(link, addrs, gateway=None, master_name=None):
-    view = {"name": link["name"], "mtu": link["mtu"], "mac": link["mac"], "up": link["up"],
-            "addresses": [str(a) for a in addrs]}
-    if master_name is not None:
-        view["master"] = master_name
-    if gateway is not None:
-        view["gateway"] = gateway
-    return view
+def pair_view(h, state):
+    """Both ends as the user sees them (for diff and return values)."""
+    host, peer = state.get("host"), state.get("peer")
+    if host is None or peer is None:
+        return {"present": host is not None}
+    master = netlink.link_state(h.host, index=host["master"]) if host["master"] else None
+    gateway = state.get("gateway")
+    return {"present": True,
+            "host": {"name": host["name"], "mtu": host["mtu"], "mac": host["mac"], "up": host["up"],
+                     "addresses": [str(a) for a in state["host_addrs"]],
+                     "master": master["name"] if master else None},
+            "peer": {"name": peer["name"], "mtu": peer["mtu"], "mac": peer["mac"], "up": peer["up"],
+                     "addresses": [str(a) for a in state["peer_addrs"]],
+                     "gateway": gateway[0] if gateway else None}}
 
 
 class _Handles:
@@ -125,9 +131,8 @@ def read_veth(spec, h):
     if host is not None:
         state["host_addrs"] = netlink.addresses(h.host, host["index"])
         state["peer_addrs"] = netlink.addresses(h.peer, peer["index"])
-        if spec.peer_gateway is not None:
-            family = socket.AF_INET if spec.peer_gateway.version == 4 else socket.AF_INET6
-            state["gateway"] = netlink.default_route(h.peer, family)
+        six = spec.peer_gateway is not None and spec.peer_gateway.version == 6
+        state["gateway"] = netlink.default_route(h.peer, socket.AF_INET6 if six else socket.AF_INET)
     return state
 
 
@@ -184,24 +189,18 @@ def plan_veth(spec, h):
             actions.append({"action": "gateway", "ns": "peer", "name": spec.peer, "gateway": spec.peer_gateway,
                             "old": gateway[0] if gateway else None})
 
-    def view(link, addrs, want_addrs, up, mtu, mac):
-        return {"name": link, "mtu": mtu, "mac": mac, "up": up,
-                "addresses": [str(a) for a in (addrs if want_addrs is None else want_addrs)]}
-
-    before = {"present": host is not None}
-    if host is not None:
-        before["host"] = view(spec.name, host_addrs, None, host_up, host["mtu"], host["mac"])
-        before["peer"] = view(spec.peer, peer_addrs, None, peer_up, peer["mtu"], peer["mac"])
-        before["peer"]["gateway"] = gateway[0] if gateway else None
+    before = pair_view(h, state)
+    # the prediction: what is managed takes the spec's value, the rest stays as it is
     after = {"present": True,
-             "host": view(spec.name, host_addrs, spec.addresses, True,
-                          spec.mtu or (host["mtu"] if host else None), spec.mac or (host["mac"] if host else None)),
-             "peer": view(spec.peer, peer_addrs, spec.peer_addresses, True,
-                          spec.mtu or (peer["mtu"] if peer else None),
-                          spec.peer_mac or (peer["mac"] if peer else None))}
-    after["peer"]["gateway"] = str(spec.peer_gateway) if spec.peer_gateway else (gateway[0] if gateway else None)
-    if spec.master is not None:
-        after["host"]["master"] = spec.master
+             "host": {"name": spec.name, "mtu": spec.mtu or (host["mtu"] if host else None),
+                      "mac": spec.mac or (host["mac"] if host else None), "up": True,
+                      "addresses": [str(a) for a in (host_addrs if spec.addresses is None else spec.addresses)],
+                      "master": spec.master if spec.master is not None else before.get("host", {}).get("master")},
+             "peer": {"name": spec.peer, "mtu": spec.mtu or (peer["mtu"] if peer else None),
+                      "mac": spec.peer_mac or (peer["mac"] if peer else None), "up": True,
+                      "addresses": [str(a) for a in (peer_addrs if spec.peer_addresses is None
+                                                     else spec.peer_addresses)],
+                      "gateway": str(spec.peer_gateway) if spec.peer_gateway else (gateway[0] if gateway else None)}}
     return {"actions": actions, "before": before, "after": after, "state": state}
 
 
@@ -292,36 +291,27 @@ def describe_action(action):
 
 
 def converge_veth(spec, check_mode=False):
-    """Plan, and unless ``check_mode``, apply. Returns the plan with a ``changes`` list."""
+    """Plan, and unless ``check_mode``, apply.
+
+    Returns the plan: ``changes`` (what was or would be done), ``before``, ``after`` (read back
+    from the kernel after a real run, predicted in check mode) and ``result`` (both ends with
+    their ifindex, None when the pair does not exist).
+    """
     h = _Handles(spec)
     try:
         plan = plan_veth(spec, h)
         plan["changes"] = [describe_action(a) for a in plan["actions"]]
+        state = plan.pop("state")
         if plan["actions"] and not check_mode:
             apply_veth(spec, h, plan)
-        state = None
-        if spec.state == "present" and not check_mode:
             state = read_veth(spec, h)
-        elif spec.state == "present" and plan["state"]["host"] is not None:
-            state = plan["state"]
-        plan["result"] = _result_view(spec, h, state)
-        del plan["state"]
+            plan["after"] = pair_view(h, state)
+        plan["result"] = None
+        if spec.state == "present" and state["host"] is not None:
+            plan["result"] = pair_view(h, state)
+            plan["result"]["host"]["index"] = state["host"]["index"]
+            plan["result"]["peer"]["index"] = state["peer"]["index"]
+            del plan["result"]["present"]
         return plan
     finally:
         h.close()
-
-
-def _result_view(spec, h, state):
-    if state is None or state["host"] is None:
-        return None
-    master = None
-    if state["host"]["master"]:
-        m = netlink.link_state(h.host, index=state["host"]["master"])
-        master = m["name"] if m else None
-    host = _end_view(state["host"], state["host_addrs"])
-    host["index"] = state["host"]["index"]
-    host["master"] = master
-    peer = _end_view(state["peer"], state["peer_addrs"],
-                     gateway=state["gateway"][0] if state["gateway"] else None)
-    peer["index"] = state["peer"]["index"]
-    return {"host": host, "peer": peer}

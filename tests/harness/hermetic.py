@@ -35,11 +35,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 class HermeticHost:
     def __init__(self, name, pid=None, mnt_ino=None):
+        """A new host (then call start), or one started earlier by another process (pid, mnt_ino)."""
         self.name = name
         self.pid = pid
         self.mnt_ino = mnt_ino
         self._proc = None
         self._spawned = []
+        # An open reference keeps the mount namespace, and so its inode number, alive: processes
+        # are recognised as this host's by that number, which must not be reused meanwhile.
+        self._mnt_fd = None
+        if pid is not None:
+            try:
+                fd = os.open("/proc/%d/ns/mnt" % pid, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return  # the holder is gone: nothing is recognisably ours any more
+            if os.fstat(fd).st_ino == mnt_ino:
+                self._mnt_fd = fd
+            else:
+                os.close(fd)  # the pid was reused by an unrelated process
 
     def start(self):
         proc = subprocess.Popen(
@@ -52,7 +65,8 @@ class HermeticHost:
             raise RuntimeError("hermetic host %s did not start: %s %s" % (self.name, line, proc.stderr.read()))
         self.pid = proc.pid
         self._proc = proc
-        self.mnt_ino = os.stat("/proc/%d/ns/mnt" % self.pid).st_ino
+        self._mnt_fd = os.open("/proc/%d/ns/mnt" % self.pid, os.O_RDONLY | os.O_CLOEXEC)
+        self.mnt_ino = os.fstat(self._mnt_fd).st_ino
         return self
 
     # -- running things inside -------------------------------------------------------------
@@ -161,14 +175,13 @@ class HermeticHost:
 
     def processes(self):
         """Pids of every process in this host's mount namespace (the holder included)."""
-        mine = self.mnt_ino
-        if mine is None or mine == os.stat("/proc/self/ns/mnt").st_ino:
-            return []  # never the machine's own mount namespace
+        if self._mnt_fd is None or self.mnt_ino == os.stat("/proc/self/ns/mnt").st_ino:
+            return []  # not recognisably ours, or the machine's own mount namespace
         pids = []
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
-                    if os.stat("/proc/%s/ns/mnt" % entry).st_ino == mine:
+                    if os.stat("/proc/%s/ns/mnt" % entry).st_ino == self.mnt_ino:
                         pids.append(int(entry))
                 except OSError:
                     continue
@@ -196,4 +209,7 @@ class HermeticHost:
             self._proc.wait()
             self._proc.stdout.close()
             self._proc.stderr.close()
+        if self._mnt_fd is not None:
+            os.close(self._mnt_fd)
+            self._mnt_fd = None
         self.pid = None

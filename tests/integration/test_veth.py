@@ -73,6 +73,22 @@ def test_peer_in_process_namespace_on_a_bridge(host, python):
     assert host.sh("nsenter -t %d -n ip -br link show eth0" % pid).stdout.split()[0].startswith("eth0")
 
 
+def test_both_ends_outside_the_calling_namespace(host, python):
+    # host end in a named namespace, peer given by the path of a process's namespace
+    host.sh("ip netns add edge")
+    pid = host.start_app()
+    args = {"name": "veth-edge", "peer": "eth1", "netns": "edge", "peer_netns": "/proc/%d/ns/net" % pid,
+            "addresses": ["10.9.0.1/24"], "peer_addresses": ["10.9.0.2/24"]}
+    result = assert_converges(host, MOD, args, python)
+    assert result["interface"]["peer"]["addresses"] == ["10.9.0.2/24"]
+    assert "10.9.0.1/24" in host.sh("ip -n edge -br addr show veth-edge").stdout
+    assert "10.9.0.2/24" in host.sh("nsenter -t %d -n ip -br addr show eth1" % pid).stdout
+    assert host.sh("ip link show veth-edge", check=False).returncode != 0  # not in the calling namespace
+    probe = "import socket; s = socket.socket(); s.settimeout(2); print(s.connect_ex(('10.9.0.1', 9)))"
+    reach = host.run(["nsenter", "-t", str(pid), "-n", "python3", "-c", probe]).stdout.strip()
+    assert reach == "111"  # refused by the host end in "edge": the SYN crossed the pair and was answered
+
+
 def test_absent_removes_both_ends(host, python):
     host.sh("ip netns add web")
     run_module(host, MOD, FULL, python)

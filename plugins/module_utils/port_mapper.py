@@ -1,0 +1,186 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Converge one port-mapper network: pick the backend, plan, apply, clean conntrack.
+
+This is what every front door calls (the Ansible module, the CNI plugin).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import shutil
+import socket
+import subprocess
+
+from . import netlink
+from .errors import ApplyError
+from .portmap import compact, desired_state, diff_entries, mapping_line, stale_udp_keys, NetworkState
+from .portmap_ipt import IptablesBackend, legacy_tables_loaded
+from .portmap_nft import NftablesBackend, table_name
+from .capabilities import parse_iptables_version
+
+_IPTABLES_NFT_TABLES = ("filter", "nat", "mangle", "raw", "security")
+
+
+def _iptables_variant():
+    if legacy_tables_loaded():
+        return "legacy"
+    path = shutil.which("iptables")
+    if not path:
+        return "nft"
+    out = subprocess.run([path, "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                         check=False).stdout
+    return parse_iptables_version(out)[1] or "nft"
+
+
+def choose_backend(spec):
+    """The backend for this network: what the host already uses, never legacy and nft mixed.
+
+    auto: iptables-legacy when legacy tables are loaded; nftables when the network already lives
+    in a native table; iptables-nft when the host's rules are iptables-nft tables; else nftables,
+    else iptables as `iptables -V` reports it.
+    """
+    if spec.backend == "nftables":
+        return NftablesBackend()
+    if spec.backend == "iptables":
+        return IptablesBackend(_iptables_variant())
+    if legacy_tables_loaded():
+        return IptablesBackend("legacy")
+    if shutil.which("nft"):
+        nft = NftablesBackend()
+        tables = nft.tables()
+        if ("inet", table_name(spec)) in tables:
+            return nft
+        if any(fam in ("ip", "ip6") and name in _IPTABLES_NFT_TABLES for fam, name in tables):
+            return IptablesBackend("nft")
+        return nft
+    if shutil.which("iptables"):
+        return IptablesBackend(_iptables_variant())
+    raise ApplyError("backend", "neither nft nor iptables is installed")
+
+
+def _own_key(backend, spec):
+    return table_name(spec) if backend.name == "nftables" else spec.chain
+
+
+def _route_localnet_plan(state):
+    """Devices toward IPv4 containers that need route_localnet=1 for 127.0.0.1 clients."""
+    ips = sorted(set(v[1] for k, v in state.entries.items() if k[0] == 4))
+    if not ips:
+        return []
+    if netlink.PYROUTE2_IMPORT_ERROR is not None:
+        raise ApplyError("localhost", "needs pyroute2 on the host to find the devices toward the containers")
+    plan = []
+    with netlink.IPRoute() as ipr:
+        for ip in ips:
+            try:
+                route = ipr.route("get", dst=ip)[0]
+            except netlink.NetlinkError as exc:
+                raise ApplyError("localhost", "no route to container %s: %s" % (ip, exc)) from None
+            link = netlink.link_state(ipr, index=route.get_attr("RTA_OIF"))
+            path = "/proc/sys/net/ipv4/conf/%s/route_localnet" % link["name"]
+            with open(path) as f:
+                current = f.read().strip()
+            if current != "1" and path not in [p for p, _old in plan]:
+                plan.append((path, current))
+    return plan
+
+
+def _write(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def flush_udp_conntrack(keys):
+    """Delete conntrack entries of these UDP host ports (so a re-mapped port is not black-holed)."""
+    if not keys:
+        return 0
+    wanted = set((host_ip, port) for _family, _proto, host_ip, port in keys)
+    ports = set(port for _ip, port in wanted)
+    try:
+        from pyroute2 import Conntrack
+        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+    except ImportError:
+        return _flush_with_cli(ports)
+    deleted = 0
+    with Conntrack() as ct:
+        for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(proto=socket.IPPROTO_UDP))):
+            orig = entry.tuple_orig
+            if orig.dport in ports and ((orig.daddr, orig.dport) in wanted or ("", orig.dport) in wanted):
+                try:
+                    ct.entry("del", tuple_orig=orig)
+                    deleted += 1
+                except netlink.NetlinkError:
+                    continue  # gone meanwhile
+    return deleted
+
+
+def _flush_with_cli(ports):
+    tool = shutil.which("conntrack")
+    if not tool:
+        return 0
+    deleted = 0
+    for port in sorted(ports):
+        out = subprocess.run([tool, "-D", "-p", "udp", "--orig-port-dst", str(port)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, universal_newlines=True, check=False).stdout
+        deleted += sum(int(w) for w in out.split() if w.isdigit())
+    return deleted
+
+
+def _lines(state):
+    if not state.exists:
+        return ""
+    head = "# exclude_devices=%s hairpin=%s localhost=%s\n" % (",".join(state.exclude_devices) or "-",
+                                                             state.hairpin, state.localhost)
+    return head + "".join(mapping_line(m) + "\n" for m in compact(state.entries))
+
+
+def converge_port_mapper(spec, check_mode=False):
+    """Plan and (unless check_mode) apply; returns the result dict the front doors report."""
+    backend = choose_backend(spec)
+    networks = backend.read()
+    own = _own_key(backend, spec)
+    before = networks[own][1] if own in networks else NetworkState(exists=False)
+    stale = sorted(key for key, (network, _state) in networks.items() if network == spec.network and key != own)
+    for key in stale:  # a renamed chain/table: its mappings carry over, the old one goes
+        old = networks[key][1]
+        if not before.exists:
+            before = NetworkState(exists=True, entries=old.entries, exclude_devices=old.exclude_devices,
+                                  hairpin=old.hairpin, localhost=old.localhost)
+        else:
+            merged = dict(old.entries)
+            merged.update(before.entries)
+            before.entries = merged
+    others = dict((network, state) for key, (network, state) in networks.items()
+                  if network != spec.network)
+    after = desired_state(spec, before, others)
+    added, removed, unchanged = diff_entries(before, after)
+    sysctls = _route_localnet_plan(after) if after.exists and after.localhost else []
+    changed = bool(stale) or not before.same_as(after) or bool(sysctls)
+    flushed = 0
+    if changed and not check_mode:
+        done = []
+        try:
+            for path, old in sysctls:
+                _write(path, "1")
+                done.append((path, old))
+            backend.apply(spec, before, after, stale=stale)
+        except Exception:
+            for path, old in reversed(done):
+                _write(path, old)
+            raise
+        flushed = flush_udp_conntrack(stale_udp_keys(before, after))
+    return {
+        "changed": changed,
+        "backend": backend.name,
+        "network": spec.network,
+        "chain": own,
+        "added": compact(added),
+        "removed": compact(removed),
+        "counts": {"added": len(added), "removed": len(removed), "unchanged": unchanged},
+        "route_localnet": [path for path, _old in sysctls],
+        "conntrack_flushed": flushed,
+        "stale_chains_removed": stale,
+        "diff": {"before": _lines(before), "after": _lines(after)},
+    }

@@ -1,0 +1,289 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Port mappings (DNAT from host ports to container ports): model, validation, planning.
+
+A mapping is expanded into per-port entries keyed by what a packet shows on arrival:
+``(family, protocol, host_ip or "", host_port) -> (container_id, container_ip, container_port)``.
+Planning compares the desired entries with what the backend reads from the host; the backend
+then renders the network's whole ruleset and applies it in one transaction.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import re
+
+from .errors import ValidationError
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CHAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]*$")
+CHAIN_MAX = 23  # iptables allows 28; "<chain>-POST" must fit too
+CONTAINER_ID_MAX = 200  # an iptables comment holds 255 bytes, with "container_id: " in front
+
+
+def parse_ports(field, value):
+    """(first, last) of a port or an inclusive "first-last" range; 1-65535."""
+    if isinstance(value, bool):
+        raise ValidationError(field, "%r is not a port or a port range" % (value,))
+    if isinstance(value, int):
+        first = last = value
+    elif isinstance(value, str) and re.match(r"^\s*\d+\s*(-\s*\d+\s*)?$", value):
+        parts = [int(p) for p in value.split("-")]
+        first, last = parts[0], parts[-1]
+    else:
+        raise ValidationError(field, "%r is not a port or a port range like 8080-8089" % (value,))
+    for port in (first, last):
+        if not 1 <= port <= 65535:
+            raise ValidationError(field, "%d is not a port (1-65535)" % port)
+    if first > last:
+        raise ValidationError(field, "%s is an empty range (%d > %d)" % (value, first, last))
+    return first, last
+
+
+def _fmt_ports(first, last):
+    return str(first) if first == last else "%d-%d" % (first, last)
+
+
+class Mapping:
+    """One validated mapping as the user wrote it (ports may be ranges)."""
+
+    __slots__ = ("container_id", "container_ip", "host_ports", "container_ports", "protocol", "host_ip")
+
+    def __init__(self, field, item):
+        if not isinstance(item, dict):
+            raise ValidationError(field, "must be a mapping with container_id, container_ip, host_port, "
+                                         "container_port")
+        unknown = sorted(set(item) - {"container_id", "container_ip", "host_port", "container_port", "protocol",
+                                      "host_ip"})
+        if unknown:
+            raise ValidationError("%s.%s" % (field, unknown[0]), "is not a mapping option")
+        self.container_id = check_container_id("%s.container_id" % field, item.get("container_id"))
+        try:
+            self.container_ip = ipaddress.ip_address(item.get("container_ip"))
+        except ValueError:
+            raise ValidationError("%s.container_ip" % field, "%r is not an IPv4 or IPv6 address"
+                                  % (item.get("container_ip"),)) from None
+        if self.container_ip.is_multicast or self.container_ip.is_unspecified or self.container_ip.is_loopback:
+            raise ValidationError("%s.container_ip" % field, "%s cannot be a DNAT target" % self.container_ip)
+        for key in ("host_port", "container_port"):
+            if item.get(key) is None:
+                raise ValidationError("%s.%s" % (field, key), "is required")
+        self.host_ports = parse_ports("%s.host_port" % field, item["host_port"])
+        self.container_ports = parse_ports("%s.container_port" % field, item["container_port"])
+        if self.host_ports[1] - self.host_ports[0] != self.container_ports[1] - self.container_ports[0]:
+            raise ValidationError("%s.container_port" % field, "range %s has %d ports but host_port %s has %d" % (
+                _fmt_ports(*self.container_ports), self.container_ports[1] - self.container_ports[0] + 1,
+                _fmt_ports(*self.host_ports), self.host_ports[1] - self.host_ports[0] + 1))
+        self.protocol = item.get("protocol") or "tcp"
+        if self.protocol not in PROTOCOLS:
+            raise ValidationError("%s.protocol" % field, "%r is not one of %s" % (self.protocol, ", ".join(PROTOCOLS)))
+        self.host_ip = None
+        if item.get("host_ip"):
+            try:
+                self.host_ip = ipaddress.ip_address(item["host_ip"])
+            except ValueError:
+                raise ValidationError("%s.host_ip" % field, "%r is not an IPv4 or IPv6 address"
+                                      % (item["host_ip"],)) from None
+            if self.host_ip.version != self.container_ip.version:
+                raise ValidationError("%s.host_ip" % field, "%s is IPv%d but container_ip %s is IPv%d" % (
+                    self.host_ip, self.host_ip.version, self.container_ip, self.container_ip.version))
+
+    def entries(self):
+        """Per-port (key, value) pairs."""
+        host_ip = str(self.host_ip) if self.host_ip else ""
+        offset = self.container_ports[0] - self.host_ports[0]
+        cip = str(self.container_ip)
+        for port in range(self.host_ports[0], self.host_ports[1] + 1):
+            yield ((self.container_ip.version, self.protocol, host_ip, port),
+                   (self.container_id, cip, port + offset))
+
+
+def check_container_id(field, value):
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, "is required (a non-empty string)")
+    if len(value) > CONTAINER_ID_MAX or not _CONTAINER_ID_RE.match(value):
+        raise ValidationError(field, "%r is not a container id (up to %d of letters, digits and _.:@+/-)"
+                              % (value, CONTAINER_ID_MAX))
+    return value
+
+
+def describe_key(key):
+    family, proto, host_ip, port = key
+    if host_ip:
+        where = ("[%s]" % host_ip) if family == 6 else host_ip
+        return "%s/%s:%d" % (proto, where, port)
+    return "%s/%d (IPv%d)" % (proto, port, family)
+
+
+def compact(entries):
+    """Group per-port entries back into mapping dicts with ranges (for reports)."""
+    out = []
+    run = None
+    for key in sorted(entries, key=lambda k: (k[0], k[1], k[2], entries[k][0], entries[k][1], k[3])):
+        family, proto, host_ip, port = key
+        cid, cip, cport = entries[key]
+        if (run is not None and run["_k"] == (family, proto, host_ip, cid, cip)
+                and port == run["_last"] + 1 and cport == run["_clast"] + 1):
+            run["_last"], run["_clast"] = port, cport
+            continue
+        run = {"_k": (family, proto, host_ip, cid, cip), "_first": port, "_last": port, "_cfirst": cport,
+               "_clast": cport}
+        out.append(run)
+    result = []
+    for run in out:
+        family, proto, host_ip, cid, cip = run["_k"]
+        item = {"container_id": cid, "container_ip": cip, "protocol": proto,
+                "host_port": _fmt_ports(run["_first"], run["_last"]),
+                "container_port": _fmt_ports(run["_cfirst"], run["_clast"])}
+        if host_ip:
+            item["host_ip"] = host_ip
+        result.append(item)
+    return result
+
+
+def mapping_line(item):
+    host = item.get("host_ip") or "*"
+    return "%s %s:%s -> %s:%s  container_id=%s" % (item["protocol"], host, item["host_port"], item["container_ip"],
+                                                    item["container_port"], item["container_id"])
+
+
+class NetworkState:
+    """What a backend holds for one network (or is asked to hold)."""
+
+    def __init__(self, exists=False, entries=None, exclude_devices=(), hairpin=False, localhost=False):
+        self.exists = exists
+        self.entries = dict(entries or {})
+        self.exclude_devices = sorted(exclude_devices)
+        self.hairpin = hairpin
+        self.localhost = localhost
+
+    def options(self):
+        return {"exclude_devices": self.exclude_devices, "hairpin": self.hairpin, "localhost": self.localhost}
+
+    def same_as(self, other):
+        return (self.exists == other.exists and self.entries == other.entries
+                and (not self.exists or self.options() == other.options()))
+
+
+class PortMapperSpec:
+    def __init__(self, network, mappings=None, chain=None, exclude_devices=None, state="present",
+                 container_id=None, exclusive=False, hairpin=True, localhost=False, backend="auto"):
+        from .validate import ifname
+        if not isinstance(network, str) or not _NETWORK_RE.match(network) or len(network) > 48:
+            raise ValidationError("network", "%r is not a network name (letters, digits and _.- , up to 48)"
+                                  % (network,))
+        self.network = network
+        given = chain
+        if chain is not None:
+            if not isinstance(chain, str) or not _CHAIN_RE.match(chain) or len(chain) > CHAIN_MAX:
+                raise ValidationError("chain", "%r is not a chain name (letters, digits and _.- , up to %d "
+                                               "characters; no quotes, spaces or semicolons)" % (chain, CHAIN_MAX))
+        else:
+            chain = "HN-" + network
+            if len(chain) > CHAIN_MAX:
+                raise ValidationError("network", "%r makes the chain name %s longer than %d characters; "
+                                                 "set chain" % (network, chain, CHAIN_MAX))
+        self.chain = chain
+        self.chain_given = given is not None
+        if state not in ("present", "absent"):
+            raise ValidationError("state", "%r is not one of present, absent" % (state,))
+        self.state = state
+        if backend not in ("auto", "nftables", "iptables"):
+            raise ValidationError("backend", "%r is not one of auto, nftables, iptables" % (backend,))
+        self.backend = backend
+        self.exclude_devices = sorted(set(ifname("exclude_devices[%d]" % i, d)
+                                          for i, d in enumerate(exclude_devices or [])))
+        self.hairpin = bool(hairpin)
+        self.localhost = bool(localhost)
+        self.exclusive = bool(exclusive)
+        self.container_id = None
+        if container_id is not None:
+            self.container_id = check_container_id("container_id", container_id)
+            if mappings:
+                raise ValidationError("container_id", "selects a container to remove; it cannot be combined "
+                                                      "with mappings")
+            if state != "absent":
+                raise ValidationError("container_id", "only used with state=absent (to remove one container's "
+                                                      "mappings)")
+        if exclusive and state != "present":
+            raise ValidationError("exclusive", "only used with state=present")
+        self.mappings = []
+        self.entries = {}
+        if mappings is not None and not isinstance(mappings, list):
+            raise ValidationError("mappings", "must be a list")
+        for i, item in enumerate(mappings or []):
+            field = "mappings[%d]" % i
+            mapping = Mapping(field, item)
+            self.mappings.append(mapping)
+            for key, value in mapping.entries():
+                owner = self.entries.get(key)
+                if owner is not None:
+                    raise ValidationError("%s.host_port" % field, "%s is already mapped to container %s by an "
+                                          "earlier item" % (describe_key(key), owner[0]))
+                self.entries[key] = value
+        _check_wildcard_overlaps(self.entries, "mappings")
+
+
+def _check_wildcard_overlaps(entries, field, other=None):
+    """An address-specific mapping and an any-address one for the same port must be the same container."""
+    other = entries if other is None else other
+    for key, value in entries.items():
+        family, proto, host_ip, port = key
+        twin = (family, proto, "", port) if host_ip else None
+        if twin and twin in other and other[twin][0] != value[0]:
+            raise ValidationError(field, "%s (container %s) overlaps %s, mapped to container %s" % (
+                describe_key(key), value[0], describe_key(twin), other[twin][0]))
+
+
+def desired_state(spec, actual, others):
+    """The NetworkState the host should have; raises on conflicts (naming both containers).
+
+    ``others`` maps other network names to their NetworkState (the same host, same backend).
+    """
+    if spec.state == "absent":
+        if spec.container_id is None and not spec.mappings:
+            return NetworkState(exists=False)
+        keep = dict(actual.entries)
+        for key, value in actual.entries.items():
+            if spec.container_id is not None and value[0] == spec.container_id:
+                del keep[key]
+            elif key in spec.entries and spec.entries[key][0] == value[0]:
+                del keep[key]
+        state = NetworkState(exists=actual.exists, entries=keep, exclude_devices=actual.exclude_devices,
+                             hairpin=actual.hairpin, localhost=actual.localhost)
+        return state
+    entries = {} if spec.exclusive else dict(actual.entries)
+    for key, value in spec.entries.items():
+        current = entries.get(key)
+        if current is not None and current[0] != value[0]:
+            raise ValidationError("mappings", "%s is already mapped to container %s; container %s cannot take it "
+                                              "(remove it first, or use exclusive: true)"
+                                  % (describe_key(key), current[0], value[0]))
+        entries[key] = value
+    _check_wildcard_overlaps(entries, "mappings")
+    for name in sorted(others):
+        for key, value in spec.entries.items():
+            theirs = others[name].entries.get(key)
+            if theirs is not None:
+                raise ValidationError("mappings", "%s for container %s is already mapped to container %s in network "
+                                                  "%s" % (describe_key(key), value[0], theirs[0], name))
+        _check_wildcard_overlaps(spec.entries, "mappings", others[name].entries)
+    return NetworkState(exists=True, entries=entries, exclude_devices=spec.exclude_devices, hairpin=spec.hairpin,
+                        localhost=spec.localhost)
+
+
+def diff_entries(before, after):
+    """(added, removed, unchanged_count) as per-port dicts of key -> value."""
+    added = dict((k, v) for k, v in after.entries.items() if before.entries.get(k) != v)
+    removed = dict((k, v) for k, v in before.entries.items() if after.entries.get(k) != v)
+    unchanged = sum(1 for k, v in after.entries.items() if before.entries.get(k) == v)
+    return added, removed, unchanged
+
+
+def stale_udp_keys(before, after):
+    """UDP host ports whose mapping changed or went: their conntrack entries must go too."""
+    return sorted(k for k, v in before.entries.items() if k[1] == "udp" and after.entries.get(k) != v)

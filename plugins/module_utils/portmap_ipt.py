@@ -1,0 +1,199 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""iptables backend: a DNAT chain per network, applied with ``iptables-restore --noflush``.
+
+Like kube-proxy, the network's own chains are rendered whole and written in one restore per
+address family (declaring a chain in --noflush mode empties it first); the built-in chains
+only get (or lose) the one jump rule per hook and network, tagged with a comment. Rules of
+other owners are never touched. The variant (``nft`` or ``legacy``) follows what the host
+uses, so legacy and nft rules are never mixed.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import shlex
+import shutil
+import subprocess
+
+from .errors import ApplyError
+from .portmap import NetworkState
+
+_JUMP_RE = re.compile(r"^hostnet port_mapper (\S+) hairpin=([01]) localhost=([01])$")
+_HOOKS = (("PREROUTING", "-m addrtype --dst-type LOCAL ", ""), ("OUTPUT", "-m addrtype --dst-type LOCAL ", ""),
+          ("POSTROUTING", "", "-POST"))
+_RESTORE_ARGS = ["--noflush", "--wait=10"]
+
+
+def legacy_tables_loaded():
+    """iptables-legacy tables exist in this network namespace (reading this loads nothing)."""
+    for path in ("/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"):
+        try:
+            with open(path) as f:
+                if f.read().strip():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _jump_lines(network, chain, state):
+    """The rules in the built-in chains that send traffic to the network's chains."""
+    if not state.exists:
+        return []
+    comment = "hostnet port_mapper %s hairpin=%d localhost=%d" % (network, state.hairpin, state.localhost)
+    return ['-A %s %s-m comment --comment "%s" -j %s%s' % (hook, match, comment, chain, suffix)
+            for hook, match, suffix in _HOOKS]
+
+
+class IptablesBackend:
+    def __init__(self, variant):
+        if variant not in ("nft", "legacy"):
+            raise ValueError(variant)
+        self.variant = variant
+        self.name = "iptables-%s" % variant
+        self.tools = {}
+        for family, prefix in ((4, "iptables"), (6, "ip6tables")):
+            for tool in ("save", "restore"):
+                self.tools[(family, tool)] = shutil.which("%s-%s-%s" % (prefix, variant, tool))
+        if not self.tools[(4, "restore")] or not self.tools[(4, "save")]:
+            raise ApplyError("backend", "iptables backend: iptables-%s-restore / -save not found (install the "
+                                        "iptables package)" % variant)
+        self.jumps = {4: {}, 6: {}}
+
+    def _run(self, family, tool, args, stdin=None):
+        path = self.tools[(family, tool)]
+        if path is None:
+            raise ApplyError("backend", "ip6tables-%s-%s is needed for IPv6 mappings" % (self.variant, tool))
+        proc = subprocess.run([path] + args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _save(self, family):
+        if self.tools[(family, "save")] is None:
+            return []
+        code, out, err = self._run(family, "save", ["-t", "nat"])
+        if code != 0:
+            raise ApplyError("backend", "%s-save failed: %s" % ("iptables" if family == 4 else "ip6tables",
+                                                                 err.strip()))
+        return out.splitlines()
+
+    def read(self):
+        """{chain: (network, NetworkState)} for every port_mapper network on the host."""
+        found = {}
+        self.jumps = {4: {}, 6: {}}
+        for family in (4, 6):
+            lines = self._save(family)
+            for line in lines:
+                if not (line.startswith("-A ") and "hostnet port_mapper " in line):
+                    continue
+                words = shlex.split(line)
+                match = _JUMP_RE.match(_option(words, "--comment") or "")
+                target = _option(words, "-j")
+                if not match or not target:
+                    continue
+                chain = target[:-len("-POST")] if words[1] == "POSTROUTING" and target.endswith("-POST") else target
+                self.jumps[family].setdefault(chain, []).append(line)
+                network, state = found.get(chain, (match.group(1), NetworkState(exists=True)))
+                state.hairpin, state.localhost = match.group(2) == "1", match.group(3) == "1"
+                found[chain] = (network, state)
+            for chain, (_network, state) in found.items():
+                prefix = "-A %s " % chain
+                for line in lines:
+                    if line.startswith(prefix):
+                        _parse_rule(family, shlex.split(line), state)
+        for _network, state in found.values():
+            state.exclude_devices = sorted(set(state.exclude_devices))
+        return found
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def render(self, spec, state, family, stale=(), jumps=None):
+        """iptables-restore input for one family: the network's chains whole, jumps as needed."""
+        jumps = self.jumps[family] if jumps is None else jumps
+        chain, post = spec.chain, spec.chain + "-POST"
+        out = ["*nat"]
+        if state.exists:
+            out += [":%s - [0:0]" % chain, ":%s - [0:0]" % post]
+            out += ["-A %s -i %s -j RETURN" % (chain, dev) for dev in state.exclude_devices]
+            if family == 6:
+                out.append("-A %s -d ::1/128 -j RETURN" % chain)  # ::1 cannot be routed off the host
+            elif not state.localhost:
+                out.append("-A %s -d 127.0.0.0/8 -j RETURN" % chain)
+            ips = set()
+            for (fam, proto, host_ip, port), (cid, cip, cport) in sorted(state.entries.items()):
+                if fam != family:
+                    continue
+                ips.add((cip, cid))
+                dest = ("[%s]:%d" if family == 6 else "%s:%d") % (cip, cport)
+                out.append('-A %s %s-p %s -m %s --dport %d -m comment --comment "container_id: %s" -j DNAT '
+                           '--to-destination %s' % (chain, ("-d %s " % host_ip) if host_ip else "", proto, proto,
+                                                    port, cid, dest))
+            for cip, cid in sorted(ips):
+                if state.hairpin:
+                    out.append('-A %s -s %s -d %s -m comment --comment "container_id: %s" -j MASQUERADE'
+                               % (post, cip, cip, cid))
+                if state.localhost and family == 4:
+                    out.append('-A %s -s 127.0.0.0/8 -d %s -m conntrack --ctstate DNAT -m comment --comment '
+                               '"container_id: %s" -j MASQUERADE' % (post, cip, cid))
+        wanted = _jump_lines(spec.network, chain, state)
+        removed_chains = list(stale) + ([] if state.exists else [chain])
+        for name in [chain] + list(stale):
+            for line in jumps.get(name, []):
+                if line not in wanted:
+                    out.append("-D" + line[2:])
+        existing = jumps.get(chain, [])
+        for line in wanted:
+            if line not in existing:
+                hook = line.split()[1]
+                out.append("-I %s 1%s" % (hook, line[len("-A " + hook):]))
+        for name in removed_chains:
+            if jumps.get(name):
+                out += [":%s - [0:0]" % name, ":%s-POST - [0:0]" % name, "-X %s" % name, "-X %s-POST" % name]
+        out.append("COMMIT")
+        return "\n".join(out) + "\n"
+
+    def apply(self, spec, before, after, stale=()):
+        """One restore per family; if the IPv6 one fails, the IPv4 one is put back as it was."""
+        families = [4]
+        if any(k[0] == 6 for k in list(before.entries) + list(after.entries)) or self.jumps[6]:
+            families.append(6)
+        done = []
+        for family in families:
+            code, _out, err = self._run(family, "restore", _RESTORE_ARGS,
+                                        stdin=self.render(spec, after, family, stale))
+            if code != 0:
+                for fam in done:
+                    # the jumps are now those of ``after``: render ``before`` against them
+                    now = {spec.chain: _jump_lines(spec.network, spec.chain, after)}
+                    self._run(fam, "restore", _RESTORE_ARGS, stdin=self.render(spec, before, fam, jumps=now))
+                raise ApplyError("mappings", "%s-restore rejected the ruleset%s: %s" % (
+                    "iptables" if family == 4 else "ip6tables",
+                    "; the IPv4 part was put back" if done else "; nothing was changed", err.strip()[:2000]))
+            done.append(family)
+
+
+def _option(words, name):
+    for i, word in enumerate(words[:-1]):
+        if word == name:
+            return words[i + 1]
+    return None
+
+
+def _parse_rule(family, words, state):
+    target = _option(words, "-j")
+    if target == "RETURN" and _option(words, "-i"):
+        state.exclude_devices.append(_option(words, "-i"))
+        return
+    dest = re.match(r"^\[?([^\]]+?)\]?:(\d+)$", _option(words, "--to-destination") or "")
+    if target != "DNAT" or not dest:
+        return
+    comment = _option(words, "--comment") or ""
+    host_ip = (_option(words, "-d") or "").rsplit("/", 1)[0]
+    cid = comment[len("container_id: "):] if comment.startswith("container_id: ") else ""
+    state.entries[(family, _option(words, "-p"), host_ip, int(_option(words, "--dport")))] = (
+        cid, dest.group(1), int(dest.group(2)))

@@ -1,0 +1,274 @@
+#!/usr/bin/python
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: port_mapper
+short_description: Declarative DNAT port mappings from host ports to containers, applied atomically
+version_added: 0.1.0
+description:
+  - What C(mesos-cni-port-mapper) does per container, as one declarative task per network: traffic addressed to
+    the host's local addresses (arriving, and generated on the host itself) on a mapped port is DNATed to the
+    container's address and port. IPv4 and IPv6; a mapping's family follows O(mappings[].container_ip).
+  - Each network's rules live in a table (nftables) or chain (iptables) of their own, rendered whole and applied
+    in one transaction (one C(nft -f), or one C(iptables-restore --noflush) per address family); rules, chains and
+    tables the module does not own are never modified. If applying fails, nothing is left half-applied.
+  - The nftables backend looks mappings up in maps, so the per-packet cost does not grow with their number.
+  - Every rule or map element carries C(container_id) as a comment, so a container's mappings are found and
+    removed exactly.
+  - Two containers claiming the same host address, port and protocol is an error naming both, also across
+    networks (the CNI C(portmap) plugin silently lets the last one win).
+  - When a UDP mapping changes or is removed, conntrack entries for that host port are deleted, so clients are
+    not black-holed by a stale NAT binding.
+author:
+  - hostnet.isolation contributors (@hostnet)
+requirements:
+  - nftables (C(nft)) or iptables (C(iptables-nft-restore) or C(iptables-legacy-restore)) on the managed host
+  - pyroute2 for conntrack cleanup (else the C(conntrack) command is used) and for O(localhost)
+options:
+  network:
+    description:
+      - The group of mappings this task owns, typically one per container network. Names the nftables table
+        (C(hostnet-pm-<network>)) or iptables chain (C(HN-<network>)) unless O(chain) is given.
+      - Letters, digits and C(_.-).
+    type: str
+    required: true
+  chain:
+    description:
+      - Name of the iptables chain (and the nftables table) instead of the default, as C(chain) in
+        mesos-cni-port-mapper. At most 23 characters of letters, digits and C(_.-).
+      - Renaming moves the network's mappings to the new name and removes the old chain or table in the same
+        transaction (no leaked chains).
+    type: str
+  mappings:
+    description:
+      - The mappings. With O(state=present) they are added (or corrected); with O(exclusive=true) they are the
+        network's whole set. With O(state=absent) the listed ones are removed.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      container_id:
+        description: The container that owns the mapping (stored as a rule comment).
+        type: str
+        required: true
+      container_ip:
+        description: The container's IPv4 or IPv6 address; the mapping's family follows it.
+        type: str
+        required: true
+      host_port:
+        description: Host port, or an inclusive range like C(8080-8089).
+        type: str
+        required: true
+      container_port:
+        description: Container port, or a range of the same length as O(mappings[].host_port).
+        type: str
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp, sctp]
+        default: tcp
+      host_ip:
+        description: Only DNAT traffic to this local address (default: any local address of the host).
+        type: str
+  exclude_devices:
+    description: Traffic arriving on these devices is not DNATed (every listed device, not only the last).
+    type: list
+    elements: str
+    default: []
+  state:
+    description:
+      - V(present) ensures the mappings; V(absent) removes the listed O(mappings), the mappings of
+        O(container_id), or, when neither is given, the whole network (table or chains and jumps).
+    type: str
+    choices: [present, absent]
+    default: present
+  container_id:
+    description: With O(state=absent), remove every mapping of this container in the network.
+    type: str
+  exclusive:
+    description: With O(state=present), remove the network's mappings that are not listed.
+    type: bool
+    default: false
+  hairpin:
+    description:
+      - Let a container reach its own mapped host port (masquerade traffic from a container to itself).
+    type: bool
+    default: true
+  localhost:
+    description:
+      - Let clients on the host reach mapped ports at C(127.0.0.1) (IPv4 only; C(::1) cannot leave the host).
+      - Sets C(route_localnet=1) on the devices toward the containers and masquerades those flows.
+        C(route_localnet) stays set when this is turned off again.
+    type: bool
+    default: false
+  backend:
+    description:
+      - V(nftables), V(iptables), or V(auto) to follow what the host already uses without mixing legacy and nft
+        rules; iptables-legacy if legacy tables are loaded, the network's existing table, iptables-nft if the
+        host's rules are iptables-nft tables, else nftables.
+    type: str
+    choices: [auto, nftables, iptables]
+    default: auto
+attributes:
+  check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: linux
+notes:
+  - The rules apply in the network namespace the module runs in (the host's).
+seealso:
+  - module: hostnet.isolation.veth
+"""
+
+EXAMPLES = r"""
+- name: Map host ports to two containers of network "bridge0"
+  hostnet.isolation.port_mapper:
+    network: bridge0
+    mappings:
+      - {container_id: web-1, container_ip: 10.88.0.2, host_port: 8080, container_port: 80}
+      - {container_id: web-1, container_ip: 10.88.0.2, host_port: 8443, container_port: 443}
+      - {container_id: dns-1, container_ip: 10.88.0.3, host_port: 5353, container_port: 53, protocol: udp}
+      - {container_id: game-1, container_ip: 10.88.0.4, host_port: "27000-27009", container_port: "7000-7009",
+         protocol: udp}
+    exclude_devices: [docker0]
+
+- name: IPv6 mapping on one host address only, with the nftables backend
+  hostnet.isolation.port_mapper:
+    network: bridge0-v6
+    backend: nftables
+    mappings:
+      - {container_id: web-1, container_ip: "fd00:88::2", host_port: 8080, container_port: 80,
+         host_ip: "2001:db8::10"}
+
+- name: Let host-local clients use 127.0.0.1:8080 too
+  hostnet.isolation.port_mapper:
+    network: bridge0
+    localhost: true
+    mappings:
+      - {container_id: web-1, container_ip: 10.88.0.2, host_port: 8080, container_port: 80}
+
+- name: The container web-1 stopped; remove its mappings only
+  hostnet.isolation.port_mapper:
+    network: bridge0
+    state: absent
+    container_id: web-1
+
+- name: Make the listed mappings the network's whole set, with the iptables backend
+  hostnet.isolation.port_mapper:
+    network: legacy-net
+    backend: iptables
+    exclusive: true
+    mappings:
+      - {container_id: db-1, container_ip: 10.89.0.5, host_port: 15432, container_port: 5432}
+
+- name: Remove a whole network
+  hostnet.isolation.port_mapper:
+    network: legacy-net
+    backend: iptables
+    state: absent
+"""
+
+RETURN = r"""
+backend:
+  description: The backend used.
+  returned: always
+  type: str
+  sample: nftables
+chain:
+  description: The nftables table or iptables chain that holds the network.
+  returned: always
+  type: str
+  sample: hostnet-pm-bridge0
+added:
+  description: Mappings added or changed (ranges regrouped), as they are after the task.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"container_id": "web-1", "container_ip": "10.88.0.2", "host_port": "8080", "container_port": "80",
+            "protocol": "tcp"}]
+removed:
+  description: Mappings removed or replaced, as they were before the task.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+counts:
+  description: Number of single-port entries added, removed and left unchanged.
+  returned: always
+  type: dict
+  sample: {"added": 12, "removed": 0, "unchanged": 0}
+conntrack_flushed:
+  description: UDP conntrack entries deleted because their mapping changed or went (0 in check mode).
+  returned: always
+  type: int
+  sample: 0
+route_localnet:
+  description: C(route_localnet) sysctls set (or, in check mode, to set) for O(localhost).
+  returned: always
+  type: list
+  elements: str
+  sample: ["/proc/sys/net/ipv4/conf/br0/route_localnet"]
+stale_chains_removed:
+  description: Tables or chains of this network under an earlier O(chain) name, removed in the same transaction.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
+from ansible_collections.hostnet.isolation.plugins.module_utils.port_mapper import converge_port_mapper
+from ansible_collections.hostnet.isolation.plugins.module_utils.portmap import PortMapperSpec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            network=dict(type="str", required=True),
+            chain=dict(type="str"),
+            mappings=dict(type="list", elements="dict", default=[], options=dict(
+                container_id=dict(type="str", required=True),
+                container_ip=dict(type="str", required=True),
+                host_port=dict(type="str", required=True),
+                container_port=dict(type="str", required=True),
+                protocol=dict(type="str", default="tcp", choices=["tcp", "udp", "sctp"]),
+                host_ip=dict(type="str"),
+            )),
+            exclude_devices=dict(type="list", elements="str", default=[]),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            container_id=dict(type="str"),
+            exclusive=dict(type="bool", default=False),
+            hairpin=dict(type="bool", default=True),
+            localhost=dict(type="bool", default=False),
+            backend=dict(type="str", default="auto", choices=["auto", "nftables", "iptables"]),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        spec = PortMapperSpec(**module.params)
+        result = converge_port_mapper(spec, check_mode=module.check_mode)
+    except HostnetError as exc:
+        module.fail_json(msg="port_mapper: %s" % exc, field=exc.field, reason=exc.reason)
+    except OSError as exc:
+        module.fail_json(msg="port_mapper: %s" % exc)
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

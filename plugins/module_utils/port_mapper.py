@@ -128,11 +128,11 @@ def _flush_with_cli(ports):
     return deleted
 
 
-def _lines(state):
+def _lines(state, chains):
     if not state.exists:
         return ""
-    head = "# exclude_devices=%s hairpin=%s localhost=%s\n" % (",".join(state.exclude_devices) or "-",
-                                                             state.hairpin, state.localhost)
+    head = "# %s exclude_devices=%s hairpin=%s localhost=%s\n" % (
+        "+".join(chains), ",".join(state.exclude_devices) or "-", state.hairpin, state.localhost)
     return head + "".join(mapping_line(m) + "\n" for m in compact(state.entries))
 
 
@@ -182,5 +182,5 @@ def converge_port_mapper(spec, check_mode=False):
         "route_localnet": [path for path, _old in sysctls],
         "conntrack_flushed": flushed,
         "stale_chains_removed": stale,
-        "diff": {"before": _lines(before), "after": _lines(after)},
+        "diff": {"before": _lines(before, stale or [own]), "after": _lines(after, [own])},
     }

@@ -147,8 +147,8 @@ def compact(entries):
 
 def mapping_line(item):
     host = item.get("host_ip") or "*"
-    return "%s %s:%s -> %s:%s  container_id=%s" % (item["protocol"], host, item["host_port"], item["container_ip"],
-                                                    item["container_port"], item["container_id"])
+    return "%s %s:%s -> %s:%s  container_id=%s" % (
+        item["protocol"], host, item["host_port"], item["container_ip"], item["container_port"], item["container_id"])
 
 
 class NetworkState:

@@ -39,6 +39,14 @@ def legacy_tables_loaded():
     return False
 
 
+def _legacy_nat_loaded(family):
+    try:
+        with open("/proc/net/ip%s_tables_names" % ("" if family == 4 else "6")) as f:
+            return "nat" in f.read().split()
+    except OSError:
+        return False
+
+
 def _jump_lines(network, chain, state):
     """The rules in the built-in chains that send traffic to the network's chains."""
     if not state.exists:
@@ -76,10 +84,12 @@ class IptablesBackend:
     def _save(self, family):
         if self.tools[(family, "save")] is None:
             return []
+        if self.variant == "legacy" and not _legacy_nat_loaded(family):
+            return []  # saving would load the table: a read must not change the host
         code, out, err = self._run(family, "save", ["-t", "nat"])
         if code != 0:
-            raise ApplyError("backend", "%s-save failed: %s" % ("iptables" if family == 4 else "ip6tables",
-                                                                 err.strip()))
+            tool = "iptables" if family == 4 else "ip6tables"
+            raise ApplyError("backend", "%s-save failed: %s" % (tool, err.strip()))
         return out.splitlines()
 
     def read(self):

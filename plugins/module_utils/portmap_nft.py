@@ -130,8 +130,8 @@ class NftablesBackend:
                     body.append("  set hairpin%d { type %s . %s;%s }" % (
                         family, _ADDR_TYPE[family], _ADDR_TYPE[family],
                         _elements(["%s . %s" % (ip, ip) for ip in ips[family]])))
-                    post.append("    %s saddr . %s daddr @hairpin%d masquerade" % (_IPKW[family], _IPKW[family],
-                                                                                  family))
+                    post.append("    %s saddr . %s daddr @hairpin%d masquerade"
+                                % (_IPKW[family], _IPKW[family], family))
         if state.localhost and ips[4]:
             body.append("  set containers4 { type ipv4_addr;%s }" % _elements(ips[4]))
             post.append("    ip saddr 127.0.0.0/8 ip daddr @containers4 ct status dnat masquerade")

@@ -11,7 +11,7 @@ module: port_mapper
 short_description: Declarative DNAT port mappings from host ports to containers, applied atomically
 version_added: 0.1.0
 description:
-  - What C(mesos-cni-port-mapper) does per container, as one declarative task per network: traffic addressed to
+  - What C(mesos-cni-port-mapper) does per container, as one declarative task per network. Traffic addressed to
     the host's local addresses (arriving, and generated on the host itself) on a mapped port is DNATed to the
     container's address and port. IPv4 and IPv6; a mapping's family follows O(mappings[].container_ip).
   - Each network's rules live in a table (nftables) or chain (iptables) of their own, rendered whole and applied
@@ -74,7 +74,7 @@ options:
         choices: [tcp, udp, sctp]
         default: tcp
       host_ip:
-        description: Only DNAT traffic to this local address (default: any local address of the host).
+        description: Only DNAT traffic to this local address of the host (by default, any local address).
         type: str
   exclude_devices:
     description: Traffic arriving on these devices is not DNATed (every listed device, not only the last).
@@ -98,6 +98,9 @@ options:
   hairpin:
     description:
       - Let a container reach its own mapped host port (masquerade traffic from a container to itself).
+      - When the container sits on a Linux bridge and C(br_netfilter) is loaded, its bridge port also needs
+        hairpin mode (C(ip link set dev <port> type bridge_slave hairpin on), what the CNI bridge plugin's
+        C(hairpinMode) sets), since the DNATed packet is bridged back out of the port it came in on.
     type: bool
     default: true
   localhost:

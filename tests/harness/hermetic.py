@@ -166,9 +166,11 @@ class HermeticHost:
             "mounts": mounts,
             "netns": dict((h, self.netns_view(h)) for h in handles),
             "nft": self.run(["nft", "list", "ruleset"], check=False).stdout,
-            "iptables": self.run(["iptables-save"], check=False).stdout,
         }
-        snap["iptables"] = "\n".join(line for line in snap["iptables"].splitlines() if not line.startswith("#"))
+        for tool in ("iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"):
+            out = self.run([tool], check=False).stdout
+            snap[tool] = "\n".join(line for line in out.splitlines() if not line.startswith("#"))
+        snap["sysctl"] = self.sh("grep -H . /proc/sys/net/ipv4/conf/*/route_localnet").stdout
         return snap
 
     # -- stopping --------------------------------------------------------------------------

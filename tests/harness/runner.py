@@ -52,8 +52,11 @@ def _task_results(stdout):
     return data, results
 
 
-def run_module(host, module, args, python, check=False, diff=True):
-    """One module call inside ``host``; returns its result dict (``failed`` set on failure)."""
+def run_module(host, module, args, python, check=False, diff=True, env=None):
+    """One module call inside ``host``; returns its result dict (``failed`` set on failure).
+
+    ``env`` adds to the environment the module runs with (the local connection passes it on).
+    """
     argv = [os.path.join(VENV_BIN, "ansible"), "localhost", "-c", "local", "-i", "localhost,",
             "-m", module, "-e", "ansible_python_interpreter=%s" % python]
     if args:
@@ -62,7 +65,7 @@ def run_module(host, module, args, python, check=False, diff=True):
         argv.append("--check")
     if diff:
         argv.append("--diff")
-    proc = host.run(argv, check=False, env=ansible_env())
+    proc = host.run(argv, check=False, env=ansible_env(env))
     try:
         _data, results = _task_results(proc.stdout)
     except ValueError:

@@ -12,6 +12,7 @@ __metaclass__ = type
 import shutil
 import socket
 import subprocess
+import time
 
 from . import netlink
 from .errors import ApplyError
@@ -138,8 +139,10 @@ def _lines(state, chains):
 
 def converge_port_mapper(spec, check_mode=False):
     """Plan and (unless check_mode) apply; returns the result dict the front doors report."""
+    started = time.time()
     backend = choose_backend(spec)
     networks = backend.read()
+    read_done = time.time()
     own = _own_key(backend, spec)
     before = networks[own][1] if own in networks else NetworkState(exists=False)
     stale = sorted(key for key, (network, _state) in networks.items() if network == spec.network and key != own)
@@ -158,6 +161,7 @@ def converge_port_mapper(spec, check_mode=False):
     added, removed, unchanged = diff_entries(before, after)
     sysctls = _route_localnet_plan(after) if after.exists and after.localhost else []
     changed = bool(stale) or not before.same_as(after) or bool(sysctls)
+    planned = time.time()
     flushed = 0
     if changed and not check_mode:
         done = []
@@ -171,6 +175,7 @@ def converge_port_mapper(spec, check_mode=False):
                 _write(path, old)
             raise
         flushed = flush_udp_conntrack(stale_udp_keys(before, after))
+    finished = time.time()
     return {
         "changed": changed,
         "backend": backend.name,
@@ -183,4 +188,6 @@ def converge_port_mapper(spec, check_mode=False):
         "conntrack_flushed": flushed,
         "stale_chains_removed": stale,
         "diff": {"before": _lines(before, stale or [own]), "after": _lines(after, [own])},
+        "timings": {"read": round(read_done - started, 4), "plan": round(planned - read_done, 4),
+                    "apply": round(finished - planned, 4)},
     }

@@ -25,6 +25,21 @@ CHAIN_MAX = 23  # iptables allows 28; "<chain>-POST" must fit too
 CONTAINER_ID_MAX = 200  # an iptables comment holds 255 bytes, with "container_id: " in front
 
 
+_IP_CACHE = {}
+
+
+def _ip(value):
+    """ipaddress.ip_address, memoised: thousands of mappings share a few container addresses."""
+    try:
+        return _IP_CACHE[value]
+    except (KeyError, TypeError):
+        pass
+    parsed = ipaddress.ip_address(value)
+    if isinstance(value, str):
+        _IP_CACHE[value] = parsed
+    return parsed
+
+
 def parse_ports(field, value):
     """(first, last) of a port or an inclusive "first-last" range; 1-65535."""
     if isinstance(value, bool):
@@ -63,7 +78,7 @@ class Mapping:
             raise ValidationError("%s.%s" % (field, unknown[0]), "is not a mapping option")
         self.container_id = check_container_id("%s.container_id" % field, item.get("container_id"))
         try:
-            self.container_ip = ipaddress.ip_address(item.get("container_ip"))
+            self.container_ip = _ip(item.get("container_ip"))
         except ValueError:
             raise ValidationError("%s.container_ip" % field, "%r is not an IPv4 or IPv6 address"
                                   % (item.get("container_ip"),)) from None
@@ -84,7 +99,7 @@ class Mapping:
         self.host_ip = None
         if item.get("host_ip"):
             try:
-                self.host_ip = ipaddress.ip_address(item["host_ip"])
+                self.host_ip = _ip(item["host_ip"])
             except ValueError:
                 raise ValidationError("%s.host_ip" % field, "%r is not an IPv4 or IPv6 address"
                                       % (item["host_ip"],)) from None

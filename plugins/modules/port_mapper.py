@@ -223,6 +223,11 @@ route_localnet:
   type: list
   elements: str
   sample: ["/proc/sys/net/ipv4/conf/br0/route_localnet"]
+timings:
+  description: Seconds spent reading the host's rules, planning, and applying (0 when nothing was applied).
+  returned: always
+  type: dict
+  sample: {"read": 0.012, "plan": 0.004, "apply": 0.031}
 stale_chains_removed:
   description: Tables or chains of this network under an earlier O(chain) name, removed in the same transaction.
   returned: always
@@ -242,14 +247,9 @@ def main():
         argument_spec=dict(
             network=dict(type="str", required=True),
             chain=dict(type="str"),
-            mappings=dict(type="list", elements="dict", default=[], options=dict(
-                container_id=dict(type="str", required=True),
-                container_ip=dict(type="str", required=True),
-                host_port=dict(type="str", required=True),
-                container_port=dict(type="str", required=True),
-                protocol=dict(type="str", default="tcp", choices=["tcp", "udp", "sctp"]),
-                host_ip=dict(type="str"),
-            )),
+            # Each item is validated by the core (PortMapperSpec), field by field with the item's index in
+            # the message; not repeating that in Ansible's generic validation saves ~45 us per mapping.
+            mappings=dict(type="list", elements="dict", default=[]),
             exclude_devices=dict(type="list", elements="str", default=[]),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             container_id=dict(type="str"),
@@ -270,7 +270,22 @@ def main():
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff
-    module.exit_json(**result)
+    module.exit_json(invocation=dict(module_args=_invocation(module.params)), **result)
+
+
+def _invocation(params):
+    """The arguments echoed back, with a long mappings list summarised.
+
+    Echoing thousands of mappings would double what travels back to the controller; the
+    ``added``/``removed`` lists and the diff already say what matters.
+    """
+    args = dict(params)
+    if len(args["mappings"]) > SUMMARISE_OVER:
+        args["mappings"] = "%d mappings (not echoed)" % len(args["mappings"])
+    return args
+
+
+SUMMARISE_OVER = 100
 
 
 if __name__ == "__main__":

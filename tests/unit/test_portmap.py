@@ -1,0 +1,101 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Port-mapper model and planning, and the iptables renderer/parser round trip."""
+
+import shlex
+
+import pytest
+from hypothesis import given, strategies as st
+
+from module_utils.errors import ValidationError
+from module_utils.portmap import NetworkState, PortMapperSpec, compact, desired_state, diff_entries, parse_ports, \
+    stale_udp_keys
+from module_utils.portmap_ipt import IptablesBackend, _parse_rule
+from module_utils.portmap_nft import NftablesBackend
+
+
+def m(cid, ip, host_port, container_port, **extra):
+    return dict(container_id=cid, container_ip=ip, host_port=host_port, container_port=container_port, **extra)
+
+
+@pytest.mark.parametrize("value,expected", [(80, (80, 80)), ("8080", (8080, 8080)), ("8080-8089", (8080, 8089)),
+                                            (" 1 - 2 ", (1, 2)), (65535, (65535, 65535))])
+def test_parse_ports(value, expected):
+    assert parse_ports("p", value) == expected
+
+
+@pytest.mark.parametrize("value", [0, 65536, "-1", "8080-", "a", True, None, "9-8", 8.5])
+def test_parse_ports_rejects(value):
+    with pytest.raises(ValidationError) as err:
+        parse_ports("mappings[0].host_port", value)
+    assert err.value.field == "mappings[0].host_port"
+
+
+def test_ranges_expand_with_offset_and_compact_back():
+    spec = PortMapperSpec("n", mappings=[m("a", "10.0.0.2", "8080-8082", "80-82", protocol="udp")])
+    assert spec.entries == {(4, "udp", "", 8080): ("a", "10.0.0.2", 80), (4, "udp", "", 8081): ("a", "10.0.0.2", 81),
+                            (4, "udp", "", 8082): ("a", "10.0.0.2", 82)}
+    assert compact(spec.entries) == [{"container_id": "a", "container_ip": "10.0.0.2", "protocol": "udp",
+                                      "host_port": "8080-8082", "container_port": "80-82"}]
+
+
+@given(st.lists(st.tuples(st.integers(1, 60000), st.integers(0, 20), st.integers(1, 3000), st.sampled_from("ab")),
+                max_size=12))
+def test_compact_then_expand_is_identity(items):
+    entries = {}
+    for host, length, cport, cid in items:
+        for i in range(length + 1):
+            if host + i <= 65535 and cport + i <= 65535:
+                entries[(4, "tcp", "", host + i)] = (cid, "10.0.0.%d" % (ord(cid) - 95), cport + i)
+    again = PortMapperSpec("n", mappings=compact(entries)).entries if entries else {}
+    assert again == entries
+
+
+def test_conflicts_name_both_containers():
+    actual = NetworkState(exists=True, entries={(4, "tcp", "", 80): ("web", "10.0.0.2", 80)})
+    spec = PortMapperSpec("n", mappings=[m("api", "10.0.0.3", 80, 8080)])
+    with pytest.raises(ValidationError, match="already mapped to container web; container api"):
+        desired_state(spec, actual, {})
+    # exclusive: the listed set replaces the network's, so api takes the port legitimately
+    spec = PortMapperSpec("n", mappings=[m("api", "10.0.0.3", 80, 8080)], exclusive=True)
+    assert desired_state(spec, actual, {}).entries == {(4, "tcp", "", 80): ("api", "10.0.0.3", 8080)}
+    # another network holding the port is a conflict whatever exclusive says
+    with pytest.raises(ValidationError, match="mapped to container web in network other"):
+        desired_state(spec, NetworkState(), {"other": actual})
+
+
+def test_absent_by_container_and_whole_network_and_udp_staleness():
+    actual = NetworkState(exists=True, entries={(4, "tcp", "", 80): ("web", "10.0.0.2", 80),
+                                                (4, "udp", "", 53): ("dns", "10.0.0.3", 53)})
+    after = desired_state(PortMapperSpec("n", state="absent", container_id="dns"), actual, {})
+    assert list(after.entries) == [(4, "tcp", "", 80)] and after.exists
+    assert stale_udp_keys(actual, after) == [(4, "udp", "", 53)]
+    added, removed, unchanged = diff_entries(actual, after)
+    assert (added, list(removed), unchanged) == ({}, [(4, "udp", "", 53)], 1)
+    assert desired_state(PortMapperSpec("n", state="absent"), actual, {}).exists is False
+
+
+def test_iptables_render_parses_back_to_the_same_state():
+    spec = PortMapperSpec("web", exclude_devices=["eth1", "eth0"], localhost=True, mappings=[
+        m("a", "10.0.0.2", "8080-8081", "80-81"), m("b", "10.0.0.3", 53, 53, protocol="udp", host_ip="192.0.2.1"),
+        m("c", "fd00::2", 443, 8443, protocol="sctp")])
+    state = NetworkState(exists=True, entries=spec.entries, exclude_devices=spec.exclude_devices, hairpin=True,
+                         localhost=True)
+    backend = IptablesBackend.__new__(IptablesBackend)
+    back = NetworkState(exists=True)
+    for family in (4, 6):
+        text = backend.render(spec, state, family, jumps={})
+        for line in text.splitlines():
+            if line.startswith("-A HN-web "):
+                _parse_rule(family, shlex.split(line), back)
+        assert text.count("-I PREROUTING 1 -m addrtype --dst-type LOCAL") == 1
+    assert back.entries == state.entries
+    assert sorted(set(back.exclude_devices)) == ["eth0", "eth1"]
+
+
+def test_nft_render_uses_one_map_lookup_per_family_and_protocol():
+    spec = PortMapperSpec("web", mappings=[m("a", "10.0.0.%d" % (i % 200 + 2), 10000 + i, 80) for i in range(1000)])
+    text = NftablesBackend("/bin/true").render(spec, NetworkState(exists=True, entries=spec.entries, hairpin=True))
+    rules = [line for line in text.splitlines() if " dnat " in line]
+    assert rules == ["    meta nfproto ipv4 meta l4proto tcp dnat ip to tcp dport map @tcp4"]
+    assert text.count('comment "container_id: a"') == 1000

@@ -18,6 +18,7 @@ from . import netlink
 from .errors import ApplyError
 from .portmap import compact, desired_state, diff_entries, mapping_line, stale_udp_keys, NetworkState
 from .portmap_ipt import IptablesBackend, legacy_tables_loaded
+from .portmap_iptc import IPTC_IMPORT_ERROR, IptcLegacyBackend
 from .portmap_nft import NftablesBackend, table_name
 from .capabilities import parse_iptables_version
 
@@ -35,6 +36,13 @@ def _iptables_variant():
     return parse_iptables_version(out)[1] or "nft"
 
 
+def _iptables(variant):
+    """iptables-legacy goes through libiptc in process when python-iptables is there."""
+    if variant == "legacy" and IPTC_IMPORT_ERROR is None:
+        return IptcLegacyBackend()
+    return IptablesBackend(variant)
+
+
 def choose_backend(spec):
     """The backend for this network: what the host already uses, never legacy and nft mixed.
 
@@ -45,9 +53,9 @@ def choose_backend(spec):
     if spec.backend == "nftables":
         return NftablesBackend()
     if spec.backend == "iptables":
-        return IptablesBackend(_iptables_variant())
+        return _iptables(_iptables_variant())
     if legacy_tables_loaded():
-        return IptablesBackend("legacy")
+        return _iptables("legacy")
     if shutil.which("nft"):
         nft = NftablesBackend()
         tables = nft.tables()
@@ -57,7 +65,7 @@ def choose_backend(spec):
             return IptablesBackend("nft")
         return nft
     if shutil.which("iptables"):
-        return IptablesBackend(_iptables_variant())
+        return _iptables(_iptables_variant())
     raise ApplyError("backend", "neither nft nor iptables is installed")
 
 
@@ -179,6 +187,7 @@ def converge_port_mapper(spec, check_mode=False):
     return {
         "changed": changed,
         "backend": backend.name,
+        "engine": backend.engine,
         "network": spec.network,
         "chain": own,
         "added": compact(added),

@@ -24,7 +24,7 @@ from .portmap import NetworkState
 _JUMP_RE = re.compile(r"^hostnet port_mapper (\S+) hairpin=([01]) localhost=([01])$")
 _HOOKS = (("PREROUTING", "-m addrtype --dst-type LOCAL ", ""), ("OUTPUT", "-m addrtype --dst-type LOCAL ", ""),
           ("POSTROUTING", "", "-POST"))
-_RESTORE_ARGS = ["--noflush", "--wait=10"]
+RESTORE_ARGS = ["--noflush", "--wait=10"]
 
 
 def legacy_tables_loaded():
@@ -62,6 +62,7 @@ class IptablesBackend:
             raise ValueError(variant)
         self.variant = variant
         self.name = "iptables-%s" % variant
+        self.engine = "iptables-%s-restore" % variant
         self.tools = {}
         for family, prefix in ((4, "iptables"), (6, "ip6tables")):
             for tool in ("save", "restore"):
@@ -129,29 +130,8 @@ class IptablesBackend:
         out = ["*nat"]
         if state.exists:
             out += [":%s - [0:0]" % chain, ":%s - [0:0]" % post]
-            out += ["-A %s -i %s -j RETURN" % (chain, dev) for dev in state.exclude_devices]
-            if family == 6:
-                out.append("-A %s -d ::1/128 -j RETURN" % chain)  # ::1 cannot be routed off the host
-            elif not state.localhost:
-                out.append("-A %s -d 127.0.0.0/8 -j RETURN" % chain)
-            ips = set()
-            for (fam, proto, host_ip, port), (cid, cip, cport) in sorted(state.entries.items()):
-                if fam != family:
-                    continue
-                ips.add((cip, cid))
-                dest = ("[%s]:%d" if family == 6 else "%s:%d") % (cip, cport)
-                out.append('-A %s %s-p %s -m %s --dport %d -m comment --comment "container_id: %s" -j DNAT '
-                           '--to-destination %s' % (chain, ("-d %s " % host_ip) if host_ip else "", proto, proto,
-                                                    port, cid, dest))
-            for cip, cid in sorted(ips):
-                if state.hairpin:
-                    out.append('-A %s -s %s -d %s -m comment --comment "container_id: %s" -j MASQUERADE'
-                               % (post, cip, cip, cid))
-                if state.localhost and family == 4:
-                    out.append('-A %s -s 127.0.0.0/8 -d %s -m conntrack --ctstate DNAT -m comment --comment '
-                               '"container_id: %s" -j MASQUERADE' % (post, cip, cid))
+            out += [format_rule(rule) for rule in chain_rules(spec, state, family)]
         wanted = _jump_lines(spec.network, chain, state)
-        removed_chains = list(stale) + ([] if state.exists else [chain])
         for name in [chain] + list(stale):
             for line in jumps.get(name, []):
                 if line not in wanted:
@@ -161,7 +141,7 @@ class IptablesBackend:
             if line not in existing:
                 hook = line.split()[1]
                 out.append("-I %s 1%s" % (hook, line[len("-A " + hook):]))
-        for name in removed_chains:
+        for name in list(stale) + ([] if state.exists else [chain]):
             if jumps.get(name):
                 out += [":%s - [0:0]" % name, ":%s-POST - [0:0]" % name, "-X %s" % name, "-X %s-POST" % name]
         out.append("COMMIT")
@@ -174,17 +154,61 @@ class IptablesBackend:
             families.append(6)
         done = []
         for family in families:
-            code, _out, err = self._run(family, "restore", _RESTORE_ARGS,
+            code, _out, err = self._run(family, "restore", RESTORE_ARGS,
                                         stdin=self.render(spec, after, family, stale))
             if code != 0:
                 for fam in done:
                     # the jumps are now those of ``after``: render ``before`` against them
                     now = {spec.chain: _jump_lines(spec.network, spec.chain, after)}
-                    self._run(fam, "restore", _RESTORE_ARGS, stdin=self.render(spec, before, fam, jumps=now))
+                    self._run(fam, "restore", RESTORE_ARGS, stdin=self.render(spec, before, fam, jumps=now))
                 raise ApplyError("mappings", "%s-restore rejected the ruleset%s: %s" % (
                     "iptables" if family == 4 else "ip6tables",
                     "; the IPv4 part was put back" if done else "; nothing was changed", err.strip()[:2000]))
             done.append(family)
+
+
+def chain_rules(spec, state, family):
+    """The rules of the network's own chains, as dicts (rendered as text or built with libiptc)."""
+    chain, post = spec.chain, spec.chain + "-POST"
+    rules = [{"chain": chain, "in": dev, "target": "RETURN"} for dev in state.exclude_devices]
+    if family == 6:
+        rules.append({"chain": chain, "dst": "::1/128", "target": "RETURN"})  # ::1 cannot be routed off the host
+    elif not state.localhost:
+        rules.append({"chain": chain, "dst": "127.0.0.0/8", "target": "RETURN"})
+    ips = set()
+    for (fam, proto, host_ip, port), (cid, cip, cport) in sorted(state.entries.items()):
+        if fam != family:
+            continue
+        ips.add((cip, cid))
+        rules.append({"chain": chain, "dst": host_ip or None, "proto": proto, "dport": port,
+                      "comment": "container_id: %s" % cid, "target": "DNAT",
+                      "to": ("[%s]:%d" if family == 6 else "%s:%d") % (cip, cport)})
+    for cip, cid in sorted(ips):
+        if state.hairpin:
+            rules.append({"chain": post, "src": cip, "dst": cip, "comment": "container_id: %s" % cid,
+                          "target": "MASQUERADE"})
+        if state.localhost and family == 4:
+            rules.append({"chain": post, "src": "127.0.0.0/8", "dst": cip, "ctstate": "DNAT",
+                          "comment": "container_id: %s" % cid, "target": "MASQUERADE"})
+    return rules
+
+
+def format_rule(rule):
+    """A rule dict in iptables-save syntax (the order iptables-save prints)."""
+    words = ["-A", rule["chain"]]
+    for key, flag in (("in", "-i"), ("src", "-s"), ("dst", "-d")):
+        if rule.get(key):
+            words += [flag, rule[key]]
+    if rule.get("proto"):
+        words += ["-p", rule["proto"], "-m", rule["proto"], "--dport", str(rule["dport"])]
+    if rule.get("ctstate"):
+        words += ["-m", "conntrack", "--ctstate", rule["ctstate"]]
+    if rule.get("comment"):
+        words += ["-m", "comment", "--comment", '"%s"' % rule["comment"]]
+    words += ["-j", rule["target"]]
+    if rule.get("to"):
+        words += ["--to-destination", rule["to"]]
+    return " ".join(words)
 
 
 def _option(words, name):

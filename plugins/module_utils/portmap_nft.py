@@ -37,6 +37,7 @@ def _map_name(family, proto, specific):
 
 class NftablesBackend:
     name = "nftables"
+    engine = "nft -f"
 
     def __init__(self, nft=None):
         self.nft = nft or shutil.which("nft")

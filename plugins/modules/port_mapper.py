@@ -29,6 +29,8 @@ author:
 requirements:
   - nftables (C(nft)) or iptables (C(iptables-nft-restore) or C(iptables-legacy-restore)) on the managed host
   - pyroute2 for conntrack cleanup (else the C(conntrack) command is used) and for O(localhost)
+  - python-iptables (Debian C(python3-iptables)) on iptables-legacy hosts to apply through libiptc in process;
+    without it C(iptables-legacy-restore) is used
 options:
   network:
     description:
@@ -189,6 +191,13 @@ backend:
   returned: always
   type: str
   sample: nftables
+engine:
+  description: >-
+    How the backend applies changes: C(nft -f), C(iptables-nft-restore), C(iptables-legacy-restore), or
+    C(python-iptables) (libiptc in process, used on iptables-legacy hosts when python-iptables is installed).
+  returned: always
+  type: str
+  sample: nft -f
 chain:
   description: The nftables table or iptables chain that holds the network.
   returned: always

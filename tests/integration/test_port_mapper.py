@@ -108,6 +108,9 @@ BASE = [mapping("c1", C1, 8080, 80), mapping("c1", C1, 5353, 53, protocol="udp")
 def test_tcp_udp_ranges_and_ipv6_reach_the_containers(net):
     result = assert_converges(net, MOD, {"network": "pm", "backend": net.backend, "mappings": BASE}, OS_PY)
     assert result["backend"] == net.expect_backend
+    assert result["engine"] == {"nftables": "nft -f", "iptables-nft": "iptables-nft-restore",
+                                "iptables-legacy": "python-iptables (IPv4), ip6tables-legacy-restore (IPv6)"}[
+                                    net.expect_backend]
     assert result["counts"] == {"added": 5, "removed": 0, "unchanged": 0}
     assert eventually(lambda: tcp(net, "client", HOST_IP, 8080), "c1") == "c1"
     assert udp(net, "client", HOST_IP, 5353, 40001) == "c1"

@@ -23,7 +23,7 @@ export ANSIBLE_NOCOLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help deps venv collection demo sandbox-up sandbox-down test test-unit test-integration \
+.PHONY: help deps venv collection cni-plugin demo sandbox-up sandbox-down test test-unit test-integration \
         test-examples sanity lint clean
 
 help:
@@ -55,6 +55,15 @@ collection: venv
 	$(BIN)/ansible-galaxy collection install --force -p $(COLLECTIONS) $(TARBALL) >/dev/null
 	@echo "installed hostnet.isolation $(VERSION) into $(COLLECTIONS)"
 
+# The CNI plugin as one self-contained executable (a zipapp of the core) for the OS Python.
+CNI_PLUGIN := $(BUILD)/cni/hostnet-cni-port-mapper
+$(CNI_PLUGIN): $(wildcard plugins/module_utils/*.py)
+	@rm -rf $(BUILD)/cni/src && mkdir -p $(BUILD)/cni/src/hostnet_core
+	@cp plugins/module_utils/*.py $(BUILD)/cni/src/hostnet_core/ && touch $(BUILD)/cni/src/hostnet_core/__init__.py
+	@printf 'from hostnet_core.cni import main\nmain()\n' > $(BUILD)/cni/src/__main__.py
+	$(PYTHON) -m zipapp $(BUILD)/cni/src -p /usr/bin/python3 -o $@
+cni-plugin: $(CNI_PLUGIN)
+
 demo: deps venv collection
 	$(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --workdir $(BUILD)/sandbox
 
@@ -64,7 +73,7 @@ test: deps venv collection test-unit test-integration sanity lint
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: deps venv collection
+test-integration: deps venv collection cni-plugin
 	$(BIN)/python -m pytest -q -n $(JOBS) tests/integration
 
 # ansible-test pins its own linters: they get a venv of their own so they never fight ansible-lint's.

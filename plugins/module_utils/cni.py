@@ -1,0 +1,270 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""hostnet-cni-port-mapper: a CNI plugin over the port-mapper core.
+
+A drop-in for mesos-cni-port-mapper: it calls a ``delegate`` plugin (found on CNI_PATH) for the
+interface and address, then maps the container's ports with the same backends, transactions and
+conflict rules as the ``port_mapper`` module. Port mappings come from Mesos' network info
+(``args.org.apache.mesos.network_info.port_mappings``) or the standard ``portMappings`` capability
+(``runtimeConfig.portMappings``); without a delegate it chains after another plugin (``prevResult``),
+like CNI's ``portmap``. Errors are CNI error objects on stdout, never a traceback.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+
+from .errors import ApplyError, HostnetError, ValidationError
+from .port_mapper import choose_backend, converge_port_mapper
+from .portmap import PortMapperSpec, compact
+
+SUPPORTED_VERSIONS = ["0.4.0", "1.0.0", "1.1.0"]
+# CNI error codes (spec 1.1): 1-99 are the spec's, 100+ this plugin's
+E_INCOMPATIBLE_VERSION, E_UNSUPPORTED_FIELD, E_UNKNOWN_CONTAINER, E_INVALID_ENV = 1, 2, 3, 4
+E_IO, E_DECODE, E_INVALID_CONFIG, E_NOT_AVAILABLE = 5, 6, 7, 50
+E_PORT_CONFLICT, E_APPLY, E_CHECK_MISMATCH, E_DELEGATE = 100, 101, 102, 103
+
+
+class CniError(Exception):
+    def __init__(self, code, msg, details=""):
+        super(CniError, self).__init__(msg)
+        self.code, self.msg, self.details = code, msg, details
+
+
+def _version_key(version):
+    return tuple(int(p) for p in version.split("."))
+
+
+def parse_config(text):
+    try:
+        conf = json.loads(text)
+    except ValueError as exc:
+        raise CniError(E_DECODE, "network configuration is not JSON: %s" % exc) from None
+    if not isinstance(conf, dict):
+        raise CniError(E_DECODE, "network configuration must be a JSON object")
+    version = conf.get("cniVersion")
+    if version not in SUPPORTED_VERSIONS:
+        raise CniError(E_INCOMPATIBLE_VERSION, "cniVersion %r is not supported" % (version,),
+                       "supported: %s" % ", ".join(SUPPORTED_VERSIONS))
+    for key in ("name", "type"):
+        if not isinstance(conf.get(key), str) or not conf[key]:
+            raise CniError(E_INVALID_CONFIG, "network configuration: %s is required" % key)
+    delegate = conf.get("delegate")
+    if delegate is not None and (not isinstance(delegate, dict) or not isinstance(delegate.get("type"), str)):
+        raise CniError(E_INVALID_CONFIG, "network configuration: delegate must be an object with a type")
+    if delegate is None and conf.get("prevResult") is None:
+        raise CniError(E_INVALID_CONFIG, "network configuration: give a delegate plugin, or chain this plugin "
+                                         "after one (prevResult)")
+    return conf
+
+
+def requested_ports(conf):
+    """[(host_port, container_port, protocol, host_ip)] from Mesos args and the portMappings capability."""
+    out = []
+    mesos = (((conf.get("args") or {}).get("org.apache.mesos") or {}).get("network_info") or {})
+    for i, item in enumerate(mesos.get("port_mappings") or []):
+        field = "args.org.apache.mesos.network_info.port_mappings[%d]" % i
+        if not isinstance(item, dict):
+            raise CniError(E_INVALID_CONFIG, "%s must be an object" % field)
+        out.append((field, item.get("host_port"), item.get("container_port"), item.get("protocol") or "tcp", None))
+    for i, item in enumerate(((conf.get("runtimeConfig") or {}).get("portMappings")) or []):
+        field = "runtimeConfig.portMappings[%d]" % i
+        if not isinstance(item, dict):
+            raise CniError(E_INVALID_CONFIG, "%s must be an object" % field)
+        out.append((field, item.get("hostPort"), item.get("containerPort"), item.get("protocol") or "tcp",
+                    item.get("hostIP") or None))
+    return out
+
+
+def container_ips(result):
+    """The container's first IPv4 and first IPv6 address from a CNI result."""
+    found = {}
+    for entry in (result or {}).get("ips") or []:
+        try:
+            ip = ipaddress.ip_interface(entry.get("address", "")).ip
+        except ValueError:
+            continue
+        found.setdefault(ip.version, str(ip))
+    return found
+
+
+def mappings_for(conf, container_id, ips):
+    """[(config field, port_mapper mapping)]: each requested port for each family the container has."""
+    mappings = []
+    for field, host_port, container_port, protocol, host_ip in requested_ports(conf):
+        families = [ipaddress.ip_address(host_ip).version] if host_ip else sorted(ips)
+        for family in families:
+            if family in ips:
+                item = {"container_id": container_id, "container_ip": ips[family], "host_port": host_port,
+                        "container_port": container_port, "protocol": str(protocol).lower()}
+                if host_ip:
+                    item["host_ip"] = host_ip
+                mappings.append((field, item))
+    return mappings
+
+
+def _spec(conf, mappings=(), **kwargs):
+    """The port_mapper spec; errors name the CNI configuration field the user wrote."""
+    try:
+        return PortMapperSpec(network=conf["name"], chain=conf.get("chain"),
+                              exclude_devices=conf.get("excludeDevices") or [],
+                              mappings=[item for _field, item in mappings], **kwargs)
+    except ValidationError as exc:
+        field = exc.field
+        if field.startswith("mappings["):
+            index = int(field[len("mappings["):field.index("]")])
+            field = mappings[index][0] + field[field.index("]") + 1:]
+        for ours, theirs in (("network", "name"), ("exclude_devices", "excludeDevices")):
+            if field.startswith(ours):
+                field = theirs + field[len(ours):]
+        raise CniError(E_INVALID_CONFIG, "%s: %s" % (field, exc.reason)) from None
+
+
+def call_delegate(conf, command, env, prev_result=None):
+    delegate = dict(conf["delegate"], name=conf["name"], cniVersion=conf["cniVersion"])
+    if prev_result is not None:
+        delegate["prevResult"] = prev_result
+    path = None
+    for directory in (env.get("CNI_PATH") or "").split(":"):
+        candidate = os.path.join(directory, delegate["type"])
+        if directory and os.access(candidate, os.X_OK):
+            path = candidate
+            break
+    if path is None:
+        raise CniError(E_INVALID_CONFIG, "delegate plugin %r not found on CNI_PATH (%s)"
+                       % (delegate["type"], env.get("CNI_PATH") or "unset"))
+    proc = subprocess.run([path], input=json.dumps(delegate), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=dict(env, CNI_COMMAND=command), universal_newlines=True, check=False)
+    if proc.returncode != 0:
+        try:
+            err = json.loads(proc.stdout)
+            raise CniError(err.get("code", E_DELEGATE), "delegate %s %s: %s" % (delegate["type"], command,
+                                                                              err.get("msg", "")), err.get("details", ""))
+        except ValueError:
+            raise CniError(E_DELEGATE, "delegate %s %s failed (exit %d)" % (delegate["type"], command,
+                                                                            proc.returncode),
+                           (proc.stderr or proc.stdout).strip()[:1000]) from None
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def _converge(spec):
+    try:
+        return converge_port_mapper(spec)
+    except ValidationError as exc:
+        raise CniError(E_PORT_CONFLICT, "port mapping refused: %s" % exc) from None
+    except (ApplyError, OSError) as exc:
+        raise CniError(E_APPLY, "port mapping failed: %s" % exc) from None
+
+
+def cmd_add(conf, env):
+    container_id = env["CNI_CONTAINERID"]
+    # Validate everything before the delegate creates anything (the addresses are stand-ins).
+    _spec(conf, mappings_for(conf, container_id, {4: "198.51.100.1", 6: "2001:db8::1"}))
+    result = call_delegate(conf, "ADD", env) if conf.get("delegate") else conf["prevResult"]
+    try:
+        mappings = mappings_for(conf, container_id, container_ips(result))
+        if mappings:
+            _converge(_spec(conf, mappings))
+    except CniError:
+        if conf.get("delegate"):  # leave nothing behind: undo the delegate's interface and address
+            try:
+                call_delegate(conf, "DEL", env)
+            except CniError:
+                pass
+        raise
+    return result
+
+
+def cmd_del(conf, env):
+    _converge(_spec(conf, state="absent", container_id=env["CNI_CONTAINERID"]))
+    if conf.get("delegate"):
+        call_delegate(conf, "DEL", env)
+    return None
+
+
+def cmd_check(conf, env):
+    container_id = env["CNI_CONTAINERID"]
+    prev = conf.get("prevResult")
+    if prev is None:
+        raise CniError(E_INVALID_CONFIG, "CHECK needs prevResult")
+    expected = _spec(conf, mappings_for(conf, container_id, container_ips(prev))).entries
+    backend = choose_backend(_spec(conf, state="absent", container_id=container_id))
+    actual = {}
+    for _key, (network, state) in backend.read().items():
+        if network == conf["name"]:
+            actual = state.entries
+    missing = [m for m in compact(dict((k, v) for k, v in expected.items() if actual.get(k) != v))]
+    if missing:
+        raise CniError(E_CHECK_MISMATCH, "port mappings of container %s are missing or changed" % container_id,
+                       json.dumps(missing))
+    if conf.get("delegate"):
+        call_delegate(conf, "CHECK", env, prev_result=prev)
+    return None
+
+
+def cmd_gc(conf, env):
+    valid = set(a.get("containerID") for a in conf.get("cni.dev/valid-attachments") or [])
+    backend = choose_backend(_spec(conf, state="absent"))
+    for _key, (network, state) in backend.read().items():
+        if network == conf["name"]:
+            for cid in sorted(set(v[0] for v in state.entries.values()) - valid):
+                _converge(_spec(conf, state="absent", container_id=cid))
+    if conf.get("delegate"):
+        call_delegate(conf, "GC", env)
+    return None
+
+
+def cmd_status(conf, env):
+    del env
+    try:
+        choose_backend(_spec(conf, state="absent"))
+    except (ApplyError, OSError) as exc:
+        raise CniError(E_NOT_AVAILABLE, "no usable backend: %s" % exc) from None
+    return None
+
+
+COMMANDS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
+
+
+def run(env, stdin_text):
+    """(exit code, stdout text) for one invocation."""
+    command = env.get("CNI_COMMAND")
+    version = "1.1.0"
+    try:
+        if command == "VERSION":
+            try:
+                version = json.loads(stdin_text or "{}").get("cniVersion") or version
+            except ValueError:
+                pass
+            return 0, json.dumps({"cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS})
+        if command not in COMMANDS:
+            raise CniError(E_INVALID_ENV, "CNI_COMMAND %r is not one of ADD, DEL, CHECK, GC, STATUS, VERSION"
+                           % (command,))
+        conf = parse_config(stdin_text)
+        version = conf["cniVersion"]
+        if command in ("GC", "STATUS") and _version_key(version) < (1, 1, 0):
+            raise CniError(E_INCOMPATIBLE_VERSION, "%s needs cniVersion 1.1.0" % command)
+        if command in ("ADD", "DEL", "CHECK") and not env.get("CNI_CONTAINERID"):
+            raise CniError(E_INVALID_ENV, "CNI_CONTAINERID is required for %s" % command)
+        result = COMMANDS[command](conf, env)
+        return 0, json.dumps(result) if result is not None else ""
+    except CniError as exc:
+        return 1, json.dumps({"cniVersion": version, "code": exc.code, "msg": exc.msg, "details": exc.details})
+    except HostnetError as exc:
+        return 1, json.dumps({"cniVersion": version, "code": E_INVALID_CONFIG, "msg": str(exc), "details": ""})
+    except Exception as exc:  # pylint: disable=broad-except  (a plugin must answer with a CNI error)
+        return 1, json.dumps({"cniVersion": version, "code": E_IO, "msg": "%s: %s" % (type(exc).__name__, exc),
+                              "details": ""})
+
+
+def main():
+    code, out = run(dict(os.environ), sys.stdin.read())
+    if out:
+        sys.stdout.write(out + "\n")
+    sys.exit(code)

@@ -1,0 +1,151 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""hostnet-cni-port-mapper driven exactly as a container runtime drives it (env vars + stdin),
+delegating to Debian's real containernetworking-plugins `bridge` with `host-local` IPAM."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from harness.hermetic import REPO
+
+PLUGIN = os.path.join(REPO, ".build", "cni", "hostnet-cni-port-mapper")
+CNI_PATH = "/usr/lib/cni"
+HOST_IP = "192.0.2.1"
+
+TOPOLOGY = r"""
+set -e
+sysctl -qw net.ipv4.ip_forward=1
+ip netns add client
+ip link add hveth-cl type veth peer name eth0 netns client
+ip addr add 192.0.2.1/24 dev hveth-cl && ip link set hveth-cl up
+ip -n client addr add 192.0.2.2/24 dev eth0 && ip -n client link set eth0 up
+ip -n client route add default via 192.0.2.1
+ip netns add c1 && ip netns add c2
+"""
+
+
+def config(version="1.0.0", ports=((8080, 80, "tcp"),), **extra):
+    conf = {
+        "cniVersion": version, "name": "mesos-test", "type": "hostnet-cni-port-mapper", "chain": "MESOS-TEST",
+        "excludeDevices": ["eth9"],
+        "delegate": {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": False, "hairpinMode": True,
+                     "ipam": {"type": "host-local", "subnet": "10.22.0.0/16", "dataDir": "/run/cni-ipam",
+                              "routes": [{"dst": "0.0.0.0/0"}]}},
+        "args": {"org.apache.mesos": {"network_info": {"name": "mesos-test", "port_mappings": [
+            {"host_port": h, "container_port": c, "protocol": p} for h, c, p in ports]}}},
+    }
+    conf.update(extra)
+    return conf
+
+
+def cni(host, command, conf, container="c1", stdin=None):
+    """(exit code, parsed stdout) of one plugin call inside the hermetic host."""
+    env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=container, CNI_NETNS="/var/run/netns/%s" % container,
+               CNI_IFNAME="eth0", CNI_PATH=CNI_PATH)
+    if container is None:
+        del env["CNI_CONTAINERID"]
+    proc = host.run([PLUGIN], check=False, env=env, input=stdin if stdin is not None else json.dumps(conf))
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else None)
+
+
+def tcp(host, ns, address, port):
+    argv = ["ip", "netns", "exec", ns, "socat", "-T2", "-", "TCP:%s:%d,connect-timeout=2" % (address, port)]
+    return host.run(argv, check=False, stdin=subprocess.DEVNULL).stdout.strip()
+
+
+def rules(host):
+    return host.sh("nft list ruleset; iptables-nft-save -t nat | grep -v '^#'").stdout
+
+
+@pytest.fixture
+def cnihost(host):
+    if not os.access(os.path.join(CNI_PATH, "bridge"), os.X_OK):
+        pytest.fail("containernetworking-plugins is not installed (make deps installs it)")
+    host.sh(TOPOLOGY)
+    return host
+
+
+def test_add_maps_the_port_check_and_del(cnihost):
+    host = cnihost
+    code, result = cni(host, "ADD", config())
+    assert code == 0, result
+    ip = result["ips"][0]["address"].split("/")[0]
+    assert ip.startswith("10.22.")
+    host.spawn(["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo c1"], netns="c1")
+    answer = ""
+    for _attempt in range(30):
+        answer = tcp(host, "client", HOST_IP, 8080)
+        if answer:
+            break
+    assert answer == "c1"
+    assert "container_id: c1" in rules(host)
+    # CHECK passes with the ADD result, and fails once the rule is deleted by hand
+    code, out = cni(host, "CHECK", dict(config(), prevResult=result))
+    assert code == 0, out
+    host.sh("nft flush map inet MESOS-TEST tcp4")
+    code, out = cni(host, "CHECK", dict(config(), prevResult=result))
+    assert code == 1 and out["code"] == 102 and "missing or changed" in out["msg"], out
+    cni(host, "ADD", config())  # repair
+    # DEL removes the rules and the interface; a second DEL succeeds
+    code, out = cni(host, "DEL", config())
+    assert code == 0, out
+    assert "container_id: c1" not in rules(host)
+    assert host.sh("ip -n c1 link show eth0", check=False).returncode != 0
+    assert tcp(host, "client", HOST_IP, 8080) == ""
+    assert cni(host, "DEL", config()) == (0, None)
+
+
+def test_conflicting_host_port_fails_add_and_leaves_nothing(cnihost):
+    host = cnihost
+    assert cni(host, "ADD", config())[0] == 0
+    before = rules(host)
+    code, out = cni(host, "ADD", config(), container="c2")
+    assert code == 1 and out["code"] == 100, out
+    assert "container c1" in out["msg"] and "c2" in out["msg"], out
+    assert rules(host) == before
+    assert host.sh("ip -n c2 link show eth0", check=False).returncode != 0  # the delegate's DEL undid it
+    assert host.sh("ls /run/cni-ipam/mesos-test").stdout.split().count("10.22.0.3") == 0
+
+
+def test_chained_after_another_plugin_with_port_mappings_capability(cnihost):
+    host = cnihost
+    prev = {"cniVersion": "1.0.0", "ips": [{"address": "10.23.0.7/24"}], "interfaces": []}
+    conf = {"cniVersion": "1.0.0", "name": "chained", "type": "hostnet-cni-port-mapper", "prevResult": prev,
+            "runtimeConfig": {"portMappings": [{"hostPort": 9090, "containerPort": 90, "protocol": "udp"}]}}
+    code, out = cni(host, "ADD", conf)
+    assert code == 0 and out == prev
+    assert "9090" in rules(host) and "10.23.0.7" in rules(host)
+    assert cni(host, "DEL", conf) == (0, None)
+    assert "10.23.0.7" not in rules(host)
+
+
+def test_version_and_status():
+    env = dict(os.environ, CNI_COMMAND="VERSION")
+    out = subprocess.run([PLUGIN], input='{"cniVersion": "1.0.0"}', env=env, stdout=subprocess.PIPE, text=True,
+                         check=True).stdout
+    assert json.loads(out) == {"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"]}
+
+
+@pytest.mark.parametrize("stdin,env_container,code,words", [
+    ('{"cniVersion": "1.0.0", "name": "x", "type": "t"}', "c1", 7, "delegate"),
+    (json.dumps(config(delegate={"type": "no-such-plugin"})), "c1", 7, "not found on CNI_PATH"),
+    ('{"cniVersion": "1.0.0", "name": ', "c1", 6, "not JSON"),
+    (json.dumps(config(ports=((70000, 80, "tcp"),))), "c1", 7,
+     "args.org.apache.mesos.network_info.port_mappings[0].host_port"),
+    (json.dumps(config(ports=((8080, 80, "icmp"),))), "c1", 7, "protocol"),
+    (json.dumps(config(version="0.1.0")), "c1", 1, "not supported"),
+    (json.dumps(config(chain="bad chain")), "c1", 7, "chain"),
+    (json.dumps(config(excludeDevices=["a-device-name-16"])), "c1", 7, "excludeDevices[0]"),
+    (json.dumps(config()), None, 4, "CNI_CONTAINERID"),
+])
+def test_bad_configs_give_cni_errors_and_change_nothing(cnihost, stdin, env_container, code, words):
+    host = cnihost
+    before = rules(host)
+    rc, out = cni(host, "ADD", None, container=env_container, stdin=stdin)
+    assert rc == 1 and out["code"] == code and words in out["msg"], out
+    assert rules(host) == before
+    assert host.sh("ip -n c1 link show eth0", check=False).returncode != 0

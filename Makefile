@@ -60,7 +60,7 @@ CNI_PLUGIN := $(BUILD)/cni/hostnet-cni-port-mapper
 $(CNI_PLUGIN): $(wildcard plugins/module_utils/*.py)
 	@rm -rf $(BUILD)/cni/src && mkdir -p $(BUILD)/cni/src/hostnet_core
 	@cp plugins/module_utils/*.py $(BUILD)/cni/src/hostnet_core/ && touch $(BUILD)/cni/src/hostnet_core/__init__.py
-	@printf 'from hostnet_core.cni import main\nmain()\n' > $(BUILD)/cni/src/__main__.py
+	@printf 'import sys\nfrom hostnet_core.cni import main\nsys.exit(main())\n' > $(BUILD)/cni/src/__main__.py
 	$(PYTHON) -m zipapp $(BUILD)/cni/src -p /usr/bin/python3 -o $@
 cni-plugin: $(CNI_PLUGIN)
 

@@ -144,12 +144,13 @@ def call_delegate(conf, command, env, prev_result=None):
     if proc.returncode != 0:
         try:
             err = json.loads(proc.stdout)
-            raise CniError(err.get("code", E_DELEGATE), "delegate %s %s: %s" % (delegate["type"], command,
-                                                                              err.get("msg", "")), err.get("details", ""))
         except ValueError:
-            raise CniError(E_DELEGATE, "delegate %s %s failed (exit %d)" % (delegate["type"], command,
-                                                                            proc.returncode),
-                           (proc.stderr or proc.stdout).strip()[:1000]) from None
+            err = None
+        if isinstance(err, dict):
+            msg = "delegate %s %s: %s" % (delegate["type"], command, err.get("msg", ""))
+            raise CniError(err.get("code", E_DELEGATE), msg, err.get("details", ""))
+        raise CniError(E_DELEGATE, "delegate %s %s failed (exit %d)" % (delegate["type"], command, proc.returncode),
+                       (proc.stderr or proc.stdout).strip()[:1000])
     return json.loads(proc.stdout) if proc.stdout.strip() else None
 
 
@@ -199,7 +200,7 @@ def cmd_check(conf, env):
     for _key, (network, state) in backend.read().items():
         if network == conf["name"]:
             actual = state.entries
-    missing = [m for m in compact(dict((k, v) for k, v in expected.items() if actual.get(k) != v))]
+    missing = compact(dict((k, v) for k, v in expected.items() if actual.get(k) != v))
     if missing:
         raise CniError(E_CHECK_MISMATCH, "port mappings of container %s are missing or changed" % container_id,
                        json.dumps(missing))
@@ -258,13 +259,15 @@ def run(env, stdin_text):
         return 1, json.dumps({"cniVersion": version, "code": exc.code, "msg": exc.msg, "details": exc.details})
     except HostnetError as exc:
         return 1, json.dumps({"cniVersion": version, "code": E_INVALID_CONFIG, "msg": str(exc), "details": ""})
-    except Exception as exc:  # pylint: disable=broad-except  (a plugin must answer with a CNI error)
+    except Exception as exc:  # pylint: disable=broad-except
+        # a plugin must answer with a CNI error object, never a traceback
         return 1, json.dumps({"cniVersion": version, "code": E_IO, "msg": "%s: %s" % (type(exc).__name__, exc),
                               "details": ""})
 
 
 def main():
+    """The executable's entry point; returns the exit status."""
     code, out = run(dict(os.environ), sys.stdin.read())
     if out:
         sys.stdout.write(out + "\n")
-    sys.exit(code)
+    return code

@@ -188,10 +188,25 @@ def _probe_in_throwaway_netns():
                      "act_mirred", "sock_diag", "sock_diag_cgroup_id"):
             out[name] = _cap(False, "needs pyroute2", reason)
     else:
-        out.update(_probe_tc())
-        out.update(_probe_sock_diag())
-    out.update(_probe_netfilter())
+        out.update(_guarded(_probe_tc, ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_pfifo", "qdisc_ingress",
+                                        "cls_u32", "act_mirred")))
+        out.update(_guarded(_probe_sock_diag, ("sock_diag", "sock_diag_cgroup_id")))
+    out.update(_guarded(_probe_netfilter, ("nftables", "xt_comment")))
     return out
+
+
+def _guarded(probe, names):
+    """Run a group of probes; if the group itself breaks, only its capabilities are reported unavailable."""
+    try:
+        found = probe()
+    except Exception as exc:  # pylint: disable=broad-except
+        found = {}
+        error = "probe error: %s: %s" % (type(exc).__name__, exc)
+    else:
+        error = "not probed (an earlier probe of the group failed)"
+    for name in names:
+        found.setdefault(name, _cap(False, probe.__name__.lstrip("_"), error))
+    return found
 
 
 def _probe_tc():
@@ -300,7 +315,7 @@ def _probe_netfilter():
     if not iptables:
         out["xt_comment"] = _cap(False, probe, "no iptables command in PATH")
     else:
-        code, text = _run([iptables, "-w", "5", "-t", "filter", "-A", "INPUT", "-m", "comment",
+        code, text = _run([iptables, "-w", "-t", "filter", "-A", "INPUT", "-m", "comment",
                            "--comment", "hostnet-probe", "-j", "ACCEPT"])
         out["xt_comment"] = _cap(code == 0, probe, "accepted" if code == 0 else "refused: %s" % text)
     return out

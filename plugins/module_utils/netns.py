@@ -216,17 +216,22 @@ def _step(action, held):
                 undo.append(nsutil.create_handle(path))
         return do, lambda: undo and undo[0]()
     if kind in ("replace_handle", "remove_handle"):
-        old = _held_open(path, held)
-
-        def do():
-            nsutil.remove_handle(path)
-            if kind == "replace_handle":
-                nsutil.bind_handle("/proc/%d/ns/net" % action["pid"], path)
+        old = _held_open(path, held)  # keeps the old namespace alive until the transaction is over
 
         def undo():
             if os.path.lexists(path):
                 nsutil.remove_handle(path)
             nsutil.bind_handle(old, path)
+        if kind == "remove_handle":
+            return (lambda: nsutil.remove_handle(path)), undo
+
+        def do():
+            nsutil.remove_handle(path)
+            try:
+                nsutil.bind_handle("/proc/%d/ns/net" % action["pid"], path)
+            except OSError:
+                undo()  # this step's own first half: put the old handle back before failing
+                raise
         return do, undo
     if kind == "remove_stale_handle":
         return lambda: nsutil.remove_handle(path), lambda: open(path, "a").close()

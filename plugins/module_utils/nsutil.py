@@ -32,7 +32,7 @@ MNT_DETACH = 2
 
 DEFAULT_NETNS_DIR = "/var/run/netns"
 # What `ip netns` accepts as a name: no slashes, not "." or "..".
-_NETNS_NAME_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,255}$")
+_NETNS_NAME_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,255}\Z")
 
 _LIBC = []
 
@@ -172,18 +172,23 @@ def ensure_shared_dir(directory):
     cloned from this one (containers started later see them).
     """
     undos = [make_dirs(directory)]
-    try:
-        mount("none", directory, None, MS_SHARED | MS_REC)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        mount(directory, directory, "none", MS_BIND | MS_REC)
-        undos.append(lambda: umount(directory, MNT_DETACH))
-        mount("none", directory, None, MS_SHARED | MS_REC)
 
     def undo():
         for step in reversed(undos):
             step()
+    try:
+        mount("none", directory, None, MS_SHARED | MS_REC)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            undo()
+            raise
+        try:
+            mount(directory, directory, "none", MS_BIND | MS_REC)
+            undos.append(lambda: umount(directory, MNT_DETACH))
+            mount("none", directory, None, MS_SHARED | MS_REC)
+        except OSError:
+            undo()
+            raise
     return undo
 
 

@@ -9,14 +9,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import shutil
 import socket
 import subprocess
 import time
 
 from . import netlink
-from .errors import ApplyError
-from .portmap import compact, desired_state, diff_entries, mapping_line, stale_udp_keys, NetworkState
+from .errors import ApplyError, ValidationError
+from .portmap import CHAIN_MAX, compact, desired_state, diff_entries, mapping_line, stale_udp_keys, NetworkState
 from .portmap_ipt import IptablesBackend, legacy_tables_loaded
 from .portmap_iptc import IPTC_IMPORT_ERROR, IptcLegacyBackend
 from .portmap_nft import NftablesBackend, table_name
@@ -59,8 +60,8 @@ def choose_backend(spec):
     if shutil.which("nft"):
         nft = NftablesBackend()
         tables = nft.tables()
-        if ("inet", table_name(spec)) in tables:
-            return nft
+        if any(network == spec.network for network, _state in nft.read().values()):
+            return nft  # the network already lives here, maybe under an earlier table name
         if any(fam in ("ip", "ip6") and name in _IPTABLES_NFT_TABLES for fam, name in tables):
             return IptablesBackend("nft")
         return nft
@@ -88,6 +89,8 @@ def _route_localnet_plan(state):
             except netlink.NetlinkError as exc:
                 raise ApplyError("localhost", "no route to container %s: %s" % (ip, exc)) from None
             link = netlink.link_state(ipr, index=route.get_attr("RTA_OIF"))
+            if link is None:
+                raise ApplyError("localhost", "the route to container %s has no output device" % ip)
             path = "/proc/sys/net/ipv4/conf/%s/route_localnet" % link["name"]
             with open(path) as f:
                 current = f.read().strip()
@@ -103,15 +106,23 @@ def _write(path, value):
 
 def flush_udp_conntrack(keys):
     """Delete conntrack entries of these UDP host ports (so a re-mapped port is not black-holed)."""
-    if not keys:
-        return 0
-    wanted = set((host_ip, port) for _family, _proto, host_ip, port in keys)
+    deleted = 0
+    for family in (4, 6):
+        wanted = set((host_ip, port) for fam, _proto, host_ip, port in keys if fam == family)
+        if wanted:
+            deleted += _flush_family(family, wanted)
+    return deleted
+
+
+def _flush_family(family, wanted):
     ports = set(port for _ip, port in wanted)
     try:
         from pyroute2 import Conntrack
         from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
     except ImportError:
-        return _flush_with_cli(ports)
+        return _flush_with_cli(family, ports)
+    if family == 6:  # pyroute2's conntrack dump lists IPv4 entries only (0.7 and 0.9)
+        return _flush_with_cli(family, ports)
     deleted = 0
     with Conntrack() as ct:
         for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(proto=socket.IPPROTO_UDP))):
@@ -125,15 +136,17 @@ def flush_udp_conntrack(keys):
     return deleted
 
 
-def _flush_with_cli(ports):
+def _flush_with_cli(family, ports):
     tool = shutil.which("conntrack")
     if not tool:
-        return 0
+        raise ApplyError("conntrack", "neither pyroute2 nor the conntrack command is available")
     deleted = 0
     for port in sorted(ports):
-        out = subprocess.run([tool, "-D", "-p", "udp", "--orig-port-dst", str(port)], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, universal_newlines=True, check=False).stdout
-        deleted += sum(int(w) for w in out.split() if w.isdigit())
+        out = subprocess.run([tool, "-D", "-f", "ipv4" if family == 4 else "ipv6", "-p", "udp", "--orig-port-dst",
+                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                             check=False).stdout
+        match = re.search(r"(\d+) flow entries have been deleted", out)
+        deleted += int(match.group(1)) if match else 0
     return deleted
 
 
@@ -149,6 +162,10 @@ def converge_port_mapper(spec, check_mode=False):
     """Plan and (unless check_mode) apply; returns the result dict the front doors report."""
     started = time.time()
     backend = choose_backend(spec)
+    if backend.name.startswith("iptables") and len(spec.chain) > CHAIN_MAX:
+        raise ValidationError("chain" if spec.chain_given else "network",
+                              "the iptables chain %s is longer than %d characters; set a shorter chain"
+                              % (spec.chain, CHAIN_MAX))
     networks = backend.read()
     read_done = time.time()
     own = _own_key(backend, spec)
@@ -171,6 +188,7 @@ def converge_port_mapper(spec, check_mode=False):
     changed = bool(stale) or not before.same_as(after) or bool(sysctls)
     planned = time.time()
     flushed = 0
+    warnings = []
     if changed and not check_mode:
         done = []
         try:
@@ -182,7 +200,11 @@ def converge_port_mapper(spec, check_mode=False):
             for path, old in reversed(done):
                 _write(path, old)
             raise
-        flushed = flush_udp_conntrack(stale_udp_keys(before, after))
+        try:
+            flushed = flush_udp_conntrack(stale_udp_keys(before, after))
+        except (ApplyError, OSError, netlink.NetlinkError) as exc:
+            # the rules landed; a failed cleanup must not hide that
+            warnings.append("stale UDP conntrack entries were not deleted: %s" % exc)
     finished = time.time()
     return {
         "changed": changed,
@@ -198,5 +220,6 @@ def converge_port_mapper(spec, check_mode=False):
         "stale_chains_removed": stale,
         "diff": {"before": _lines(before, stale or [own]), "after": _lines(after, [own])},
         "timings": {"read": round(read_done - started, 4), "plan": round(planned - read_done, 4),
-                    "apply": round(finished - planned, 4)},
+                    "apply": round(finished - planned, 4) if changed and not check_mode else 0},
+        "warnings": warnings,
     }

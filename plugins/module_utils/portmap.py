@@ -18,11 +18,11 @@ import re
 from .errors import ValidationError
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_CHAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]*$")
+_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_CHAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]*\Z")
 CHAIN_MAX = 23  # iptables allows 28; "<chain>-POST" must fit too
-CONTAINER_ID_MAX = 200  # an iptables comment holds 255 bytes, with "container_id: " in front
+CONTAINER_ID_MAX = 114  # an nftables comment holds 128 bytes, with "container_id: " in front
 
 
 _IP_CACHE = {}
@@ -46,7 +46,7 @@ def parse_ports(field, value):
         raise ValidationError(field, "%r is not a port or a port range" % (value,))
     if isinstance(value, int):
         first = last = value
-    elif isinstance(value, str) and re.match(r"^\s*\d+\s*(-\s*\d+\s*)?$", value):
+    elif isinstance(value, str) and re.match(r"^\s*\d+\s*(-\s*\d+\s*)?\Z", value):
         parts = [int(p) for p in value.split("-")]
         first, last = parts[0], parts[-1]
     else:
@@ -198,10 +198,7 @@ class PortMapperSpec:
                 raise ValidationError("chain", "%r is not a chain name (letters, digits and _.- , up to %d "
                                                "characters; no quotes, spaces or semicolons)" % (chain, CHAIN_MAX))
         else:
-            chain = "HN-" + network
-            if len(chain) > CHAIN_MAX:
-                raise ValidationError("network", "%r makes the chain name %s longer than %d characters; "
-                                                 "set chain" % (network, chain, CHAIN_MAX))
+            chain = "HN-" + network  # the iptables backend checks its length (nftables has no such limit)
         self.chain = chain
         self.chain_given = given is not None
         if state not in ("present", "absent"):
@@ -228,6 +225,8 @@ class PortMapperSpec:
             raise ValidationError("exclusive", "only used with state=present")
         self.mappings = []
         self.entries = {}
+        # state=absent without mappings (None) removes the whole network; an empty list removes nothing
+        self.mappings_given = mappings is not None
         if mappings is not None and not isinstance(mappings, list):
             raise ValidationError("mappings", "must be a list")
         for i, item in enumerate(mappings or []):
@@ -243,13 +242,16 @@ class PortMapperSpec:
         _check_wildcard_overlaps(self.entries, "mappings")
 
 
-def _check_wildcard_overlaps(entries, field, other=None):
-    """An address-specific mapping and an any-address one for the same port must be the same container."""
+def _check_wildcard_overlaps(entries, field, other=None, any_owner=False):
+    """An address-specific mapping and an any-address one for the same port must be the same container.
+
+    Across networks (``any_owner``) they always conflict: one would silently shadow the other.
+    """
     other = entries if other is None else other
     for key, value in entries.items():
         family, proto, host_ip, port = key
         twin = (family, proto, "", port) if host_ip else None
-        if twin and twin in other and other[twin][0] != value[0]:
+        if twin and twin in other and (any_owner or other[twin][0] != value[0]):
             raise ValidationError(field, "%s (container %s) overlaps %s, mapped to container %s" % (
                 describe_key(key), value[0], describe_key(twin), other[twin][0]))
 
@@ -260,7 +262,7 @@ def desired_state(spec, actual, others):
     ``others`` maps other network names to their NetworkState (the same host, same backend).
     """
     if spec.state == "absent":
-        if spec.container_id is None and not spec.mappings:
+        if spec.container_id is None and not spec.mappings_given:
             return NetworkState(exists=False)
         keep = dict(actual.entries)
         for key, value in actual.entries.items():
@@ -286,7 +288,11 @@ def desired_state(spec, actual, others):
             if theirs is not None:
                 raise ValidationError("mappings", "%s for container %s is already mapped to container %s in network "
                                                   "%s" % (describe_key(key), value[0], theirs[0], name))
-        _check_wildcard_overlaps(spec.entries, "mappings", others[name].entries)
+        try:  # an address-specific mapping and an any-address one overlap, whichever network holds which
+            _check_wildcard_overlaps(spec.entries, "mappings", others[name].entries, any_owner=True)
+            _check_wildcard_overlaps(others[name].entries, "mappings", spec.entries, any_owner=True)
+        except ValidationError as exc:
+            raise ValidationError("mappings", "%s (network %s)" % (exc.reason, name)) from None
     return NetworkState(exists=True, entries=entries, exclude_devices=spec.exclude_devices, hairpin=spec.hairpin,
                         localhost=spec.localhost)
 

@@ -152,18 +152,24 @@ class IptablesBackend:
         families = [4]
         if any(k[0] == 6 for k in list(before.entries) + list(after.entries)) or self.jumps[6]:
             families.append(6)
+            if self.tools[(6, "restore")] is None:  # know before anything is changed
+                raise ApplyError("mappings", "IPv6 mappings need ip6tables-%s-restore" % self.variant)
         done = []
         for family in families:
             code, _out, err = self._run(family, "restore", RESTORE_ARGS,
                                         stdin=self.render(spec, after, family, stale))
             if code != 0:
+                undone = ""
                 for fam in done:
                     # the jumps are now those of ``after``: render ``before`` against them
                     now = {spec.chain: _jump_lines(spec.network, spec.chain, after)}
-                    self._run(fam, "restore", RESTORE_ARGS, stdin=self.render(spec, before, fam, jumps=now))
+                    back, _out, back_err = self._run(fam, "restore", RESTORE_ARGS,
+                                                     stdin=self.render(spec, before, fam, jumps=now))
+                    undone = ("; the IPv4 part was put back" if back == 0 else
+                              "; putting the IPv4 part back FAILED too (%s)" % back_err.strip()[:500])
                 raise ApplyError("mappings", "%s-restore rejected the ruleset%s: %s" % (
-                    "iptables" if family == 4 else "ip6tables",
-                    "; the IPv4 part was put back" if done else "; nothing was changed", err.strip()[:2000]))
+                    "iptables" if family == 4 else "ip6tables", undone or "; nothing was changed",
+                    err.strip()[:2000]))
             done.append(family)
 
 

@@ -103,6 +103,8 @@ class IptcLegacyBackend(IptablesBackend):
         return iptc.Chain(table, name) if table.is_chain(name) else table.create_chain(name)
 
     def apply(self, spec, before, after, stale=()):
+        if self.tools[(6, "restore")] is None and any(k[0] == 6 for k in after.entries):
+            raise ApplyError("mappings", "IPv6 mappings need ip6tables-legacy-restore")
         try:
             self._apply_ipv4(spec, after, stale)
         except Exception as exc:  # iptc raises its own errors, and ValueError for bad arguments
@@ -110,6 +112,10 @@ class IptcLegacyBackend(IptablesBackend):
         if any(k[0] == 6 for k in list(before.entries) + list(after.entries)) or self.jumps[6]:
             code, _out, err = self._run(6, "restore", RESTORE_ARGS, stdin=self.render(spec, after, 6, stale))
             if code != 0:
-                self._apply_ipv4(spec, before, ())
-                raise ApplyError("mappings", "ip6tables-legacy-restore rejected the ruleset; the IPv4 part was put "
-                                             "back: %s" % err.strip()[:2000])
+                try:
+                    self._apply_ipv4(spec, before, ())
+                    undone = "the IPv4 part was put back"
+                except Exception as exc:  # pylint: disable=broad-except
+                    undone = "putting the IPv4 part back FAILED too (%s)" % exc
+                raise ApplyError("mappings", "ip6tables-legacy-restore rejected the ruleset; %s: %s"
+                                 % (undone, err.strip()[:2000]))

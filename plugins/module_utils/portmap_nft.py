@@ -43,6 +43,7 @@ class NftablesBackend:
         self.nft = nft or shutil.which("nft")
         if not self.nft:
             raise ApplyError("backend", "nftables backend: no nft command found (install the nftables package)")
+        self._tables = self._networks = None  # read once per run: choosing the backend already needs them
 
     def _run(self, args, stdin=None):
         proc = subprocess.run([self.nft] + args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -53,21 +54,24 @@ class NftablesBackend:
 
     def tables(self):
         """(family, name) of every nftables table on the host."""
-        code, out, err = self._run(["-j", "list", "tables"])
-        if code != 0:
-            raise ApplyError("backend", "nft list tables failed: %s" % err.strip())
-        return [(o["table"]["family"], o["table"]["name"]) for o in json.loads(out or '{"nftables": []}')["nftables"]
-                if "table" in o]
+        if self._tables is None:
+            code, out, err = self._run(["-j", "list", "tables"])
+            if code != 0:
+                raise ApplyError("backend", "nft list tables failed: %s" % err.strip())
+            self._tables = [(o["table"]["family"], o["table"]["name"])
+                            for o in json.loads(out or '{"nftables": []}')["nftables"] if "table" in o]
+        return self._tables
 
     def read(self):
         """{table name: (network, NetworkState)} for every port_mapper table on the host."""
-        found = {}
-        for family, name in self.tables():
-            if family == "inet":
-                state = self._read_table(name)
-                if state is not None:
-                    found[name] = state
-        return found
+        if self._networks is None:
+            self._networks = {}
+            for family, name in self.tables():
+                if family == "inet":
+                    state = self._read_table(name)
+                    if state is not None:
+                        self._networks[name] = state
+        return self._networks
 
     def _read_table(self, name):
         code, out, err = self._run(["-j", "list", "table", "inet", name])

@@ -11,7 +11,7 @@ import re
 
 from .errors import ValidationError
 
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 
 
 def ifname(field, value):
@@ -65,6 +65,9 @@ def cidr_list(field, values):
             raise ValidationError(item, "%r is not an IPv4 or IPv6 address with prefix length" % (value,))
         if addr.ip.is_multicast or addr.ip.is_unspecified:
             raise ValidationError(item, "%s cannot be assigned to a device" % value)
+        if addr.version == 6 and addr.ip.is_link_local:
+            raise ValidationError(item, "%s is an IPv6 link-local address; the kernel assigns and keeps those, "
+                                        "they are not managed" % value)
         if addr in result:
             raise ValidationError(item, "%s is listed twice" % value)
         result.append(addr)

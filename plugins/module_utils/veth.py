@@ -34,9 +34,15 @@ class VethSpec:
         for field, value, pid in (("netns", netns, netns_pid), ("peer_netns", peer_netns, peer_netns_pid)):
             if value is not None and pid is not None:
                 raise ValidationError(field, "give either %s or %s_pid, not both" % (field, field))
-        self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
-                                          name=netns, pid=netns_pid, netns_dir=netns_dir)
         self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid else "(current)")
+        self.netns_gone = False
+        try:
+            self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
+                                              name=netns, pid=netns_pid, netns_dir=netns_dir)
+        except ValidationError:
+            if state != "absent":
+                raise
+            self.netns, self.netns_gone = None, True  # the pair died with its namespace: nothing to remove
         if state == "absent":
             self.peer = validate.ifname("peer", peer) if peer is not None else None
             return
@@ -46,7 +52,9 @@ class VethSpec:
         self.peer_netns = nsutil.resolve_netns("peer_netns_pid" if peer_netns_pid is not None else "peer_netns",
                                                name=peer_netns, pid=peer_netns_pid, netns_dir=netns_dir)
         self.peer_netns_label = (peer_netns if peer_netns is not None
-                                 else ("pid %d" % peer_netns_pid if peer_netns_pid else "(current)"))
+                                 else ("pid %d" % peer_netns_pid if peer_netns_pid else self.netns_label))
+        if peer_netns is None and peer_netns_pid is None:
+            self.peer_netns = self.netns  # as documented: the host end's namespace
         same_ns = _same_ns(self.netns, self.peer_netns)
         if same_ns and self.peer == self.name:
             raise ValidationError("peer", "%r is also the host end's name, in the same namespace" % peer)
@@ -187,7 +195,7 @@ def plan_veth(spec, h):
         peer_index = peer["index"] if peer is not None else None
         if gateway is None or gateway[0] != want_gw or gateway[1] != peer_index:
             actions.append({"action": "gateway", "ns": "peer", "name": spec.peer, "gateway": spec.peer_gateway,
-                            "old": gateway[0] if gateway else None})
+                            "old": gateway[0] if gateway else None, "old_oif": gateway[1] if gateway else None})
 
     before = pair_view(h, state)
     # the prediction: what is managed takes the spec's value, the rest stays as it is
@@ -224,10 +232,10 @@ def _create(spec, h):
             os.close(fd)
 
 
-def _index(ipr, name):
+def _index(ipr, name, field="name"):
     found = ipr.link_lookup(ifname=name)
     if not found:
-        raise ValidationError("name", "device %s disappeared while being configured" % name)
+        raise ValidationError(field, "device %s disappeared while being configured" % name)
     return found[0]
 
 
@@ -235,6 +243,7 @@ def _step(spec, h, action):
     """(do, undo) for one action."""
     kind = action["action"]
     ipr = h.peer if action.get("ns") == "peer" else h.host
+    field = "peer" if action.get("ns") == "peer" else "name"
     name = action.get("name")
     if kind == "create":
         return (lambda: _create(spec, h)), (lambda: h.host.link("del", index=_index(h.host, spec.name)))
@@ -244,24 +253,25 @@ def _step(spec, h, action):
         attr = action["attr"]
 
         def setter(value):
-            return lambda: ipr.link("set", index=_index(ipr, name), **{attr: value})
+            return lambda: ipr.link("set", index=_index(ipr, name, field), **{attr: value})
         return setter(action["value"]), setter(action["old"])
     if kind in ("addr_add", "addr_del"):
         addr = action["address"]
 
         def change(cmd):
-            return lambda: ipr.addr(cmd, index=_index(ipr, name), address=str(addr.ip), prefixlen=addr.network.prefixlen)
+            return lambda: ipr.addr(cmd, index=_index(ipr, name, field), address=str(addr.ip),
+                                    prefixlen=addr.network.prefixlen)
         return (change("add"), change("del")) if kind == "addr_add" else (change("del"), change("add"))
     if kind == "gateway":
         family = socket.AF_INET if action["gateway"].version == 4 else socket.AF_INET6
         dst = "0.0.0.0/0" if family == socket.AF_INET else "::/0"
 
-        def route(gw):
+        def route(gw, oif=None):
             if gw is None:
                 return lambda: ipr.route("del", dst=dst, family=family, table=netlink.RT_TABLE_MAIN)
             return lambda: ipr.route("replace", dst=dst, family=family, gateway=str(gw),
-                                     oif=_index(ipr, name), table=netlink.RT_TABLE_MAIN)
-        return route(action["gateway"]), route(action["old"])
+                                     oif=oif or _index(ipr, name, field), table=netlink.RT_TABLE_MAIN)
+        return route(action["gateway"]), route(action["old"], action["old_oif"])
     raise ValueError("unknown action %r" % kind)
 
 
@@ -297,6 +307,9 @@ def converge_veth(spec, check_mode=False):
     from the kernel after a real run, predicted in check mode) and ``result`` (both ends with
     their ifindex, None when the pair does not exist).
     """
+    if spec.netns_gone:
+        gone = {"name": spec.name, "present": False}
+        return {"actions": [], "changes": [], "before": gone, "after": gone, "result": None}
     h = _Handles(spec)
     try:
         plan = plan_veth(spec, h)

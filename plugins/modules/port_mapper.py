@@ -49,10 +49,10 @@ options:
   mappings:
     description:
       - The mappings. With O(state=present) they are added (or corrected); with O(exclusive=true) they are the
-        network's whole set. With O(state=absent) the listed ones are removed.
+        network's whole set. With O(state=absent) the listed ones are removed; an empty list removes nothing
+        (only leaving O(mappings) out, with no O(container_id), removes the whole network).
     type: list
     elements: dict
-    default: []
     suboptions:
       container_id:
         description: The container that owns the mapping (stored as a rule comment).
@@ -87,6 +87,8 @@ options:
     description:
       - V(present) ensures the mappings; V(absent) removes the listed O(mappings), the mappings of
         O(container_id), or, when neither is given, the whole network (table or chains and jumps).
+      - An empty O(mappings) list with V(absent) removes nothing, so a templated list of stopped containers that
+        happens to be empty never takes the network down.
     type: str
     choices: [present, absent]
     default: present
@@ -233,7 +235,7 @@ route_localnet:
   elements: str
   sample: ["/proc/sys/net/ipv4/conf/br0/route_localnet"]
 timings:
-  description: Seconds spent reading the host's rules, planning, and applying (0 when nothing was applied).
+  description: Seconds spent reading the host's rules, planning, and applying (apply is 0 when nothing was applied).
   returned: always
   type: dict
   sample: {"read": 0.012, "plan": 0.004, "apply": 0.031}
@@ -258,7 +260,7 @@ def main():
             chain=dict(type="str"),
             # Each item is validated by the core (PortMapperSpec), field by field with the item's index in
             # the message; not repeating that in Ansible's generic validation saves ~45 us per mapping.
-            mappings=dict(type="list", elements="dict", default=[]),
+            mappings=dict(type="list", elements="dict"),
             exclude_devices=dict(type="list", elements="str", default=[]),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             container_id=dict(type="str"),
@@ -289,7 +291,7 @@ def _invocation(params):
     ``added``/``removed`` lists and the diff already say what matters.
     """
     args = dict(params)
-    if len(args["mappings"]) > SUMMARISE_OVER:
+    if len(args["mappings"] or []) > SUMMARISE_OVER:
         args["mappings"] = "%d mappings (not echoed)" % len(args["mappings"])
     return args
 

@@ -66,6 +66,7 @@ def net(request, host):
         host.spawn(["socat", "TCP6-LISTEN:80,ipv6only=0,fork,reuseaddr", "SYSTEM:echo %s" % name], netns=ns)
         host.spawn(["socat", "TCP-LISTEN:7001,fork,reuseaddr", "SYSTEM:echo %s-7001" % name], netns=ns)
         host.spawn(["socat", "UDP-RECVFROM:53,fork,reuseaddr", "SYSTEM:echo %s" % name], netns=ns)
+        host.spawn(["socat", "UDP6-RECVFROM:53,ipv6only=1,fork,reuseaddr", "SYSTEM:echo %s" % name], netns=ns)
     host.backend = {"nftables": "nftables"}.get(request.param, "iptables")
     host.expect_backend = request.param
     return host
@@ -81,8 +82,9 @@ def tcp(host, ns, address, port, timeout=2):
 
 
 def udp(host, ns, address, port, sport):
+    target = "UDP6:[%s]" % address if ":" in address else "UDP:%s" % address
     argv = ["ip", "netns", "exec", ns, "sh", "-c",
-            "echo ping | socat -T2 - UDP:%s:%d,sourceport=%d,reuseaddr" % (address, port, sport)]
+            "echo ping | socat -T2 - %s:%d,sourceport=%d,reuseaddr" % (target, port, sport)]
     return host.run(argv, check=False).stdout.strip()
 
 
@@ -240,6 +242,24 @@ def test_auto_follows_what_the_host_uses(host):
     assert run_module(host, MOD, args, OS_PY)["backend"] == "iptables-nft"
 
 
+def test_empty_list_with_absent_removes_nothing(net):
+    run_module(net, MOD, {"network": "pm", "backend": net.backend, "mappings": BASE}, OS_PY)
+    result = assert_converges(net, MOD, {"network": "pm", "backend": net.backend, "state": "absent",
+                                         "mappings": []}, OS_PY, expect_change=False)
+    assert result["counts"]["removed"] == 0
+    assert eventually(lambda: tcp(net, "client", HOST_IP, 8080), "c1") == "c1"
+
+
+def test_ipv6_udp_remap_flushes_conntrack(net):
+    args = {"network": "pm", "backend": net.backend, "exclusive": True,
+            "mappings": [mapping("c1", C1_6, 5353, 53, protocol="udp")]}
+    run_module(net, MOD, args, OS_PY)
+    assert eventually(lambda: udp(net, "client", HOST_IP6, 5353, 40003), "c1") == "c1"
+    result = run_module(net, MOD, dict(args, mappings=[mapping("c2", "fd00:88::3", 5353, 53, protocol="udp")]), OS_PY)
+    assert result["conntrack_flushed"] >= 1 and not result.get("warnings"), result
+    assert udp(net, "client", HOST_IP6, 5353, 40003) == "c2"
+
+
 def test_pypi_pyroute2_interpreter(host):
     """The whole assertion set once more with the other managed-host Python."""
     host.sh(TOPOLOGY)
@@ -268,11 +288,13 @@ BAD = [
     ({"chain": "bad chain"}, "chain", "not a chain name"),
     ({"chain": "x;drop"}, "chain", "not a chain name"),
     ({"chain": "A" * 24}, "chain", "up to 23"),
-    ({"network": "n" * 30}, "network", "set chain"),
+    ({"network": "n" * 30, "backend": "iptables"}, "network", "set a shorter chain"),
+    ({"network": "n" * 49}, "network", "up to 48"),
     ({"network": "bad name"}, "network", "not a network name"),
     ({"exclude_devices": ["a-device-name-16"]}, "exclude_devices[0]", "at most 15"),
     ({"container_id": "c1"}, "container_id", "only used with state=absent"),
     ({"state": "absent", "exclusive": True}, "exclusive", "only used with state=present"),
+    ({"mappings": [mapping("c" * 115, C1, 80, 80)]}, "mappings[0].container_id", "up to 114"),
 ]
 
 

@@ -99,3 +99,28 @@ def test_nft_render_uses_one_map_lookup_per_family_and_protocol():
     rules = [line for line in text.splitlines() if " dnat " in line]
     assert rules == ["    meta nfproto ipv4 meta l4proto tcp dnat ip to tcp dport map @tcp4"]
     assert text.count('comment "container_id: a"') == 1000
+
+
+def test_absent_with_an_empty_list_removes_nothing():
+    actual = NetworkState(exists=True, entries={(4, "tcp", "", 80): ("web", "10.0.0.2", 80)})
+    after = desired_state(PortMapperSpec("n", state="absent", mappings=[]), actual, {})
+    assert after.exists and after.entries == actual.entries
+
+
+def test_wildcard_and_address_specific_overlap_across_networks_either_way():
+    specific = NetworkState(exists=True, entries={(4, "tcp", "192.0.2.1", 80): ("a", "10.0.0.2", 80)})
+    wildcard = NetworkState(exists=True, entries={(4, "tcp", "", 80): ("a", "10.0.0.2", 80)})
+    with pytest.raises(ValidationError, match="network other"):
+        desired_state(PortMapperSpec("n", mappings=[m("b", "10.0.0.3", 80, 80)]), NetworkState(), {"other": specific})
+    with pytest.raises(ValidationError, match="network other"):
+        desired_state(PortMapperSpec("n", mappings=[m("b", "10.0.0.3", 80, 80, host_ip="192.0.2.1")]),
+                      NetworkState(), {"other": wildcard})
+
+
+@pytest.mark.parametrize("kwargs,field", [({"network": "web\n"}, "network"), ({"network": "w", "chain": "C\n"}, "chain"),
+                                          ({"network": "w", "mappings": [m("c1\n", "10.0.0.2", 1, 1)]},
+                                           "mappings[0].container_id")])
+def test_trailing_newlines_are_not_names(kwargs, field):
+    with pytest.raises(ValidationError) as err:
+        PortMapperSpec(**kwargs)
+    assert err.value.field == field

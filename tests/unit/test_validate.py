@@ -50,3 +50,10 @@ def test_cidr_list_sorts_v4_before_v6_and_names_the_bad_item():
         with pytest.raises(ValidationError) as err:
             validate.cidr_list("addresses", values)
         assert err.value.field == field and reason in err.value.reason
+
+
+def test_link_local_and_newline_inputs_are_rejected():
+    with pytest.raises(ValidationError, match="link-local"):
+        validate.cidr_list("addresses", ["fe80::1/64"])
+    with pytest.raises(ValidationError, match="not a MAC"):
+        validate.mac("mac", "02:00:00:00:00:01\n")

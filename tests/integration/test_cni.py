@@ -149,3 +149,22 @@ def test_bad_configs_give_cni_errors_and_change_nothing(cnihost, stdin, env_cont
     assert rc == 1 and out["code"] == code and words in out["msg"], out
     assert rules(host) == before
     assert host.sh("ip -n c1 link show eth0", check=False).returncode != 0
+
+
+def test_gc_removes_mappings_of_vanished_containers_and_status(cnihost):
+    host = cnihost
+
+    def chained(cid, ip, port):
+        return {"cniVersion": "1.1.0", "name": "gcnet", "type": "hostnet-cni-port-mapper",
+                "prevResult": {"cniVersion": "1.1.0", "ips": [{"address": ip + "/24"}]},
+                "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]}}
+
+    assert cni(host, "ADD", chained("keep", "10.24.0.2", 7001), container="keep")[0] == 0
+    assert cni(host, "ADD", chained("gone", "10.24.0.3", 7002), container="gone")[0] == 0
+    gc = {"cniVersion": "1.1.0", "name": "gcnet", "type": "hostnet-cni-port-mapper", "prevResult": {},
+          "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}
+    assert cni(host, "GC", gc, container=None) == (0, None)
+    assert "container_id: keep" in rules(host) and "container_id: gone" not in rules(host)
+    assert cni(host, "STATUS", gc, container=None) == (0, None)
+    code, out = cni(host, "GC", dict(gc, cniVersion="1.0.0"), container=None)
+    assert code == 1 and out["code"] == 1, out

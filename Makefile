@@ -36,7 +36,7 @@ $(BUILD)/deps.stamp: apt-packages.txt
 	@missing=$$(grep -v '^#' apt-packages.txt | xargs -n1 | while read -r p; do \
 	    dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || echo "$$p"; done); \
 	if [ -n "$$missing" ]; then \
-	    echo "apt-get install $$missing"; \
+	    echo "apt-get install" $$missing; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@touch $@

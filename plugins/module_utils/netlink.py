@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import ipaddress
 
 from . import nsutil
@@ -103,6 +104,5 @@ def default_route(ipr, family):
 
 
 def errno_name(exc):
-    import errno
     code = getattr(exc, "code", None)
     return errno.errorcode.get(code, str(code)) if code else str(exc)

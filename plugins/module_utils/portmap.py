@@ -16,6 +16,7 @@ import ipaddress
 import re
 
 from .errors import ValidationError
+from .validate import ifname
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -187,7 +188,6 @@ class NetworkState:
 class PortMapperSpec:
     def __init__(self, network, mappings=None, chain=None, exclude_devices=None, state="present",
                  container_id=None, exclusive=False, hairpin=True, localhost=False, backend="auto"):
-        from .validate import ifname
         if not isinstance(network, str) or not _NETWORK_RE.match(network) or len(network) > 48:
             raise ValidationError("network", "%r is not a network name (letters, digits and _.- , up to 48)"
                                   % (network,))

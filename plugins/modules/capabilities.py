@@ -38,20 +38,16 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - hostnet.isolation.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
   facts:
     description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
 """
 
 EXAMPLES = r"""
@@ -126,7 +122,7 @@ def main():
     except (OSError, RuntimeError) as exc:
         module.fail_json(msg="capabilities: probing failed: %s" % exc)
     result = dict(changed=False, ansible_facts=dict(hostnet_capabilities=facts),
-                  missing=[m.split(" ", 1)[0] for m in missing])
+                  missing=[name for name in module.params["require"] if not facts[name]["available"]])
     if missing:
         module.fail_json(msg="missing prerequisites: " + "; ".join(missing), **result)
     module.exit_json(**result)

@@ -77,17 +77,13 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - hostnet.isolation.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
 notes:
   - Removing a handle does not kill processes inside the namespace; the namespace itself disappears when
     its last process and its last handle are gone.

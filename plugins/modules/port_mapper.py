@@ -122,17 +122,13 @@ options:
     type: str
     choices: [auto, nftables, iptables]
     default: auto
+extends_documentation_fragment:
+  - hostnet.isolation.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
 notes:
   - The rules apply in the network namespace the module runs in (the host's).
 seealso:

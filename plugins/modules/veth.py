@@ -85,17 +85,13 @@ options:
   master:
     description: Bridge (in the host end's namespace) that the host end is attached to.
     type: str
+extends_documentation_fragment:
+  - hostnet.isolation.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
 seealso:
   - module: hostnet.isolation.netns
 """

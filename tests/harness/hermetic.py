@@ -18,7 +18,7 @@ import time
 
 MARKER = "hostnet-hermetic-host"
 
-# $0 is the marker (shows in ps), $1 the hostname.
+# $0 names the script in sh's own error messages, $1 is the hostname.
 _HOLDER = r"""
 set -e
 mount -t tmpfs -o mode=755 hostnet-run /run

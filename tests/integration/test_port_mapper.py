@@ -115,7 +115,7 @@ def test_tcp_udp_ranges_and_ipv6_reach_the_containers(net):
                                     net.expect_backend]
     assert result["counts"] == {"added": 5, "removed": 0, "unchanged": 0}
     assert eventually(lambda: tcp(net, "client", HOST_IP, 8080), "c1") == "c1"
-    assert udp(net, "client", HOST_IP, 5353, 40001) == "c1"
+    assert eventually(lambda: udp(net, "client", HOST_IP, 5353, 40001), "c1", tries=5) == "c1"
     assert tcp(net, "client", HOST_IP, 9001) == "c2-7001"
     assert tcp(net, "client", HOST_IP6, 8080) == "c1"
     assert tcp(net, "client", HOST_IP, 8081) == ""  # not mapped
@@ -168,7 +168,8 @@ def test_udp_flow_remapped_to_another_container_reaches_it(net):
     # same client socket (source port) after the port moved to c2: a stale conntrack entry would keep it on c1
     result = run_module(net, MOD, dict(args, mappings=[mapping("c2", C2, 5353, 53, protocol="udp")]), OS_PY)
     assert result["conntrack_flushed"] >= 1, result
-    assert udp(net, "client", HOST_IP, 5353, 40002) == "c2"
+    # retried like any UDP client; a stale conntrack entry would answer "c1" on every try (same source port)
+    assert eventually(lambda: udp(net, "client", HOST_IP, 5353, 40002), "c2", tries=5) == "c2"
 
 
 def test_changing_one_mapping_changes_only_that_one(net):
@@ -257,7 +258,7 @@ def test_ipv6_udp_remap_flushes_conntrack(net):
     assert eventually(lambda: udp(net, "client", HOST_IP6, 5353, 40003), "c1") == "c1"
     result = run_module(net, MOD, dict(args, mappings=[mapping("c2", "fd00:88::3", 5353, 53, protocol="udp")]), OS_PY)
     assert result["conntrack_flushed"] >= 1 and not result.get("warnings"), result
-    assert udp(net, "client", HOST_IP6, 5353, 40003) == "c2"
+    assert eventually(lambda: udp(net, "client", HOST_IP6, 5353, 40003), "c2", tries=5) == "c2"
 
 
 def test_pypi_pyroute2_interpreter(host):

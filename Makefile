@@ -61,6 +61,9 @@ $(CNI_PLUGIN): $(wildcard plugins/module_utils/*.py)
 	@rm -rf $(BUILD)/cni/src && mkdir -p $(BUILD)/cni/src/hostnet_core
 	@cp plugins/module_utils/*.py $(BUILD)/cni/src/hostnet_core/ && touch $(BUILD)/cni/src/hostnet_core/__init__.py
 	@printf 'import sys\nfrom hostnet_core.cni import main\nsys.exit(main())\n' > $(BUILD)/cni/src/__main__.py
+	@# bytecode beside the sources (zipimport reads name.pyc, not __pycache__): a runtime calls the plugin
+	@# for every container, and compiling the core each time would cost more than the work itself
+	/usr/bin/python3 -m compileall -q -b $(BUILD)/cni/src/hostnet_core
 	$(PYTHON) -m zipapp $(BUILD)/cni/src -p /usr/bin/python3 -o $@
 cni-plugin: $(CNI_PLUGIN)
 

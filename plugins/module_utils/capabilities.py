@@ -28,6 +28,7 @@ import subprocess
 
 from . import netlink, nsutil
 from .errors import ValidationError
+from .portmap_ipt import parse_iptables_version
 
 LIBNL_MINIMUM = (3, 2, 26)
 IPTABLES_WAIT_MINIMUM = (1, 4, 20)
@@ -95,16 +96,6 @@ def probe_libnl():
     text = ".".join(map(str, version))
     ok = version >= LIBNL_MINIMUM
     return _cap(ok, probe, "libnl %s %s 3.2.26" % (text, ">=" if ok else "<"), version=text, route=route)
-
-
-def parse_iptables_version(text):
-    """(version, backend) from `iptables -V` output; backend is "nft" or "legacy"."""
-    match = re.search(r"v(\d+\.\d+(?:\.\d+)?)(?:\s+\((\w+)\))?", text)
-    if not match:
-        return None, None
-    # iptables before 1.6 prints no backend: those are all legacy
-    backend = {"nf_tables": "nft", "legacy": "legacy"}.get(match.group(2) or "legacy", match.group(2))
-    return match.group(1), backend
 
 
 def probe_iptables():

@@ -17,11 +17,10 @@ __metaclass__ = type
 import ipaddress
 import json
 import os
-import subprocess
 import sys
 
 from .errors import ApplyError, HostnetError, ValidationError
-from .port_mapper import choose_backend, converge_port_mapper
+from .port_mapper import add_container_fast, choose_backend, converge_port_mapper
 from .portmap import PortMapperSpec, compact
 
 SUPPORTED_VERSIONS = ["0.4.0", "1.0.0", "1.1.0"]
@@ -139,6 +138,7 @@ def call_delegate(conf, command, env, prev_result=None):
     if path is None:
         raise CniError(E_INVALID_CONFIG, "delegate plugin %r not found on CNI_PATH (%s)"
                        % (delegate["type"], env.get("CNI_PATH") or "unset"))
+    import subprocess  # only with a delegate: chained ADDs skip the import
     proc = subprocess.run([path], input=json.dumps(delegate), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           env=dict(env, CNI_COMMAND=command), universal_newlines=True, check=False)
     if proc.returncode != 0:
@@ -152,6 +152,13 @@ def call_delegate(conf, command, env, prev_result=None):
         raise CniError(E_DELEGATE, "delegate %s %s failed (exit %d)" % (delegate["type"], command, proc.returncode),
                        (proc.stderr or proc.stdout).strip()[:1000])
     return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def _add_fast(spec):
+    try:
+        return add_container_fast(spec)
+    except (ApplyError, OSError):
+        return False  # the usual converge runs next, and reports what is wrong
 
 
 def _converge(spec):
@@ -171,7 +178,9 @@ def cmd_add(conf, env):
     try:
         mappings = mappings_for(conf, container_id, container_ips(result))
         if mappings:
-            _converge(_spec(conf, mappings))
+            spec = _spec(conf, mappings)
+            if not _add_fast(spec):
+                _converge(spec)
     except CniError:
         if conf.get("delegate"):  # leave nothing behind: undo the delegate's interface and address
             try:

@@ -2,46 +2,52 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Converge one port-mapper network: pick the backend, plan, apply, clean conntrack.
 
-This is what every front door calls (the Ansible module, the CNI plugin).
+This is what every front door calls (the Ansible module, the CNI plugin). The CNI plugin runs
+once per container and is mostly Python start-up, so what only some paths need (iptables,
+pyroute2, subprocess) is imported where it is used.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+import fcntl
+import os
 import re
-import shutil
-import socket
-import subprocess
 import time
 
-from . import netlink
 from .errors import ApplyError, ValidationError
 from .portmap import CHAIN_MAX, compact, desired_state, diff_entries, mapping_line, stale_udp_keys, NetworkState
-from .portmap_ipt import IptablesBackend, legacy_tables_loaded
-from .portmap_iptc import IPTC_IMPORT_ERROR, IptcLegacyBackend
 from .portmap_nft import NftablesBackend, table_name
-from .capabilities import parse_iptables_version
 
 _IPTABLES_NFT_TABLES = ("filter", "nat", "mangle", "raw", "security")
+LOCK_PATH = "/run/lock/hostnet-port-mapper.lock"
+_IPPROTO_UDP = 17
 
 
-def _iptables_variant():
-    if legacy_tables_loaded():
-        return "legacy"
-    path = shutil.which("iptables")
-    if not path:
-        return "nft"
-    out = subprocess.run([path, "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                         check=False).stdout
-    return parse_iptables_version(out)[1] or "nft"
+def _iptables(variant=None):
+    """An iptables backend (imported here: only iptables hosts need it); ``variant`` as `iptables -V` says
+    unless given. iptables-legacy goes through libiptc in process when python-iptables is there."""
+    from . import portmap_ipt
+    variant = variant or portmap_ipt.iptables_variant(legacy_tables_loaded())
+    if variant == "legacy":
+        from . import portmap_iptc  # python-iptables takes ~0.2 s to load
+        if portmap_iptc.IPTC_IMPORT_ERROR is None:
+            return portmap_iptc.IptcLegacyBackend()
+    return portmap_ipt.IptablesBackend(variant)
 
 
-def _iptables(variant):
-    """iptables-legacy goes through libiptc in process when python-iptables is there."""
-    if variant == "legacy" and IPTC_IMPORT_ERROR is None:
-        return IptcLegacyBackend()
-    return IptablesBackend(variant)
+def legacy_tables_loaded():
+    """iptables-legacy tables exist in this network namespace (reading this loads nothing)."""
+    for path in ("/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"):
+        try:
+            with open(path) as f:
+                if f.read().strip():
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def choose_backend(spec):
@@ -54,20 +60,47 @@ def choose_backend(spec):
     if spec.backend == "nftables":
         return NftablesBackend()
     if spec.backend == "iptables":
-        return _iptables(_iptables_variant())
+        return _iptables()
     if legacy_tables_loaded():
         return _iptables("legacy")
-    if shutil.which("nft"):
+    try:
         nft = NftablesBackend()
-        tables = nft.tables()
-        if any(network == spec.network for network, _state in nft.read().values()):
+    except ApplyError:
+        nft = None
+    if nft is not None:
+        if any(marker[0] == spec.network for marker in nft.markers().values()):
             return nft  # the network already lives here, maybe under an earlier table name
-        if any(fam in ("ip", "ip6") and name in _IPTABLES_NFT_TABLES for fam, name in tables):
-            return IptablesBackend("nft")
+        if any(fam in ("ip", "ip6") and name in _IPTABLES_NFT_TABLES for fam, name in nft.tables()):
+            return _iptables("nft")
         return nft
-    if shutil.which("iptables"):
-        return _iptables(_iptables_variant())
-    raise ApplyError("backend", "neither nft nor iptables is installed")
+    return _iptables()
+
+
+@contextlib.contextmanager
+def _locked():
+    """One writer at a time on this host (module runs and CNI calls): each reads, plans, then writes."""
+    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def add_container_fast(spec):
+    """Add one container's new mappings without reading the host's mappings; True when they landed.
+
+    The CNI plugin's ADD: on nftables with wildcard host addresses, the cost does not grow with the
+    mappings already on the host. False (nothing changed) when it does not apply; the caller then
+    converges with ``converge_port_mapper``, which also explains conflicts.
+    """
+    if (spec.state != "present" or spec.exclusive or spec.localhost or spec.backend == "iptables"
+            or not spec.entries or any(key[2] for key in spec.entries)):
+        return False
+    with _locked():
+        backend = choose_backend(spec)
+        return backend.name == "nftables" and backend.add_elements(spec, spec.entries)
 
 
 def _own_key(backend, spec):
@@ -79,6 +112,7 @@ def _route_localnet_plan(state):
     ips = sorted(set(v[1] for k, v in state.entries.items() if k[0] == 4))
     if not ips:
         return []
+    from . import netlink  # pyroute2 takes ~0.15 s to import: only paths that need it pay for it
     if netlink.PYROUTE2_IMPORT_ERROR is not None:
         raise ApplyError("localhost", "needs pyroute2 on the host to find the devices toward the containers")
     plan = []
@@ -118,25 +152,31 @@ def _flush_family(family, wanted):
     ports = set(port for _ip, port in wanted)
     try:
         from pyroute2 import Conntrack
+        from pyroute2.netlink.exceptions import NetlinkError
         from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
     except ImportError:
         return _flush_with_cli(family, ports)
     if family == 6:  # pyroute2's conntrack dump lists IPv4 entries only (0.7 and 0.9)
         return _flush_with_cli(family, ports)
     deleted = 0
-    with Conntrack() as ct:
-        for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(proto=socket.IPPROTO_UDP))):
-            orig = entry.tuple_orig
-            if orig.dport in ports and ((orig.daddr, orig.dport) in wanted or ("", orig.dport) in wanted):
-                try:
-                    ct.entry("del", tuple_orig=orig)
-                    deleted += 1
-                except netlink.NetlinkError:
-                    continue  # gone meanwhile
+    try:
+        with Conntrack() as ct:
+            for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(proto=_IPPROTO_UDP))):
+                orig = entry.tuple_orig
+                if orig.dport in ports and ((orig.daddr, orig.dport) in wanted or ("", orig.dport) in wanted):
+                    try:
+                        ct.entry("del", tuple_orig=orig)
+                        deleted += 1
+                    except NetlinkError:
+                        continue  # gone meanwhile
+    except NetlinkError as exc:
+        raise ApplyError("conntrack", "conntrack dump failed: %s" % exc) from None
     return deleted
 
 
 def _flush_with_cli(family, ports):
+    import shutil
+    import subprocess
     tool = shutil.which("conntrack")
     if not tool:
         raise ApplyError("conntrack", "neither pyroute2 nor the conntrack command is available")
@@ -160,6 +200,13 @@ def _lines(state, chains):
 
 def converge_port_mapper(spec, check_mode=False):
     """Plan and (unless check_mode) apply; returns the result dict the front doors report."""
+    if check_mode:
+        return _converge(spec, check_mode)
+    with _locked():
+        return _converge(spec, check_mode)
+
+
+def _converge(spec, check_mode):
     started = time.time()
     backend = choose_backend(spec)
     if backend.name.startswith("iptables") and len(spec.chain) > CHAIN_MAX:
@@ -202,7 +249,7 @@ def converge_port_mapper(spec, check_mode=False):
             raise
         try:
             flushed = flush_udp_conntrack(stale_udp_keys(before, after))
-        except (ApplyError, OSError, netlink.NetlinkError) as exc:
+        except (ApplyError, OSError) as exc:
             # the rules landed; a failed cleanup must not hide that
             warnings.append("stale UDP conntrack entries were not deleted: %s" % exc)
     finished = time.time()

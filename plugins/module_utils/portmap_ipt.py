@@ -21,22 +21,33 @@ import subprocess
 from .errors import ApplyError
 from .portmap import NetworkState
 
+
+def parse_iptables_version(text):
+    """(version, backend) from `iptables -V` output; backend is "nft" or "legacy"."""
+    match = re.search(r"v(\d+\.\d+(?:\.\d+)?)(?:\s+\((\w+)\))?", text)
+    if not match:
+        return None, None
+    # iptables before 1.6 prints no backend: those are all legacy
+    backend = {"nf_tables": "nft", "legacy": "legacy"}.get(match.group(2) or "legacy", match.group(2))
+    return match.group(1), backend
+
+
 _JUMP_RE = re.compile(r"^hostnet port_mapper (\S+) hairpin=([01]) localhost=([01])$")
 _HOOKS = (("PREROUTING", "-m addrtype --dst-type LOCAL ", ""), ("OUTPUT", "-m addrtype --dst-type LOCAL ", ""),
           ("POSTROUTING", "", "-POST"))
 RESTORE_ARGS = ["--noflush", "--wait=10"]
 
 
-def legacy_tables_loaded():
-    """iptables-legacy tables exist in this network namespace (reading this loads nothing)."""
-    for path in ("/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"):
-        try:
-            with open(path) as f:
-                if f.read().strip():
-                    return True
-        except OSError:
-            continue
-    return False
+def iptables_variant(legacy_loaded):
+    """"legacy" or "nft": legacy when legacy tables are loaded, else what `iptables -V` reports."""
+    if legacy_loaded:
+        return "legacy"
+    path = shutil.which("iptables")
+    if not path:
+        return "nft"
+    out = subprocess.run([path, "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                         check=False).stdout
+    return parse_iptables_version(out)[1] or "nft"
 
 
 def _legacy_nat_loaded(family):

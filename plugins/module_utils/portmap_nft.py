@@ -5,6 +5,10 @@
 The packet path does one map lookup per protocol and family, whatever the number of
 mappings. Each element carries its container id as a comment. A change re-renders the
 network's whole table and replaces it in one ``nft -f`` transaction.
+
+Every table has the same layout (all maps and sets, empty or not), so a new container's
+mappings can also be added as elements alone (``add_elements``): the CNI plugin's fast path,
+which never reads the maps and so costs the same with 10 or 10,000 mappings on the host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,10 +17,9 @@ __metaclass__ = type
 
 import json
 import re
-import shutil
-import subprocess
 
 from .errors import ApplyError
+from .nftrun import Nft, list_tables
 from .portmap import PROTOCOLS, NetworkState
 
 TABLE_PREFIX = "hostnet-pm-"
@@ -31,67 +34,73 @@ def table_name(spec):
     return spec.chain if spec.chain_given else TABLE_PREFIX + spec.network
 
 
+MAPS = [(family, proto, specific) for family in (4, 6) for proto in PROTOCOLS for specific in (True, False)]
+_LAYOUT = set(["hostnet", "excluded", "hairpin4", "hairpin6", "containers4"] + [
+    "%s%d%s" % (proto, family, "a" if specific else "") for family, proto, specific in MAPS])
+_ANY = {4: "0.0.0.0", 6: "::"}
+
+
 def _map_name(family, proto, specific):
     return "%s%d%s" % (proto, family, "a" if specific else "")
 
 
 class NftablesBackend:
     name = "nftables"
-    engine = "nft -f"
 
     def __init__(self, nft=None):
-        self.nft = nft or shutil.which("nft")
-        if not self.nft:
-            raise ApplyError("backend", "nftables backend: no nft command found (install the nftables package)")
-        self._tables = self._networks = None  # read once per run: choosing the backend already needs them
+        self.nft = Nft(nft)
+        self.engine = self.nft.engine
+        self._tables = self._markers = self._networks = None  # read once per run
+        self._current_layout = {}  # table name -> has every map and set of this version's layout
 
-    def _run(self, args, stdin=None):
-        proc = subprocess.run([self.nft] + args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
+    def _list(self, what):
+        """The JSON objects of one ``list`` command, or None when the object does not exist."""
+        code, out, _err = self.nft.run("list " + what, json_output=True)
+        return json.loads(out)["nftables"] if code == 0 and out.strip() else None
 
     # -- reading ---------------------------------------------------------------------------------
 
     def tables(self):
         """(family, name) of every nftables table on the host."""
         if self._tables is None:
-            code, out, err = self._run(["-j", "list", "tables"])
-            if code != 0:
-                raise ApplyError("backend", "nft list tables failed: %s" % err.strip())
-            self._tables = [(o["table"]["family"], o["table"]["name"])
-                            for o in json.loads(out or '{"nftables": []}')["nftables"] if "table" in o]
+            self._tables = list_tables()
         return self._tables
+
+    def markers(self):
+        """{table name: (network, hairpin, localhost)} of the port_mapper tables, from their marker sets only."""
+        if self._markers is None:
+            self._markers = {}
+            for family, name in self.tables():
+                objects = self._list("set inet %s hostnet" % name) if family == "inet" else None
+                # The marker is an element comment: nft 1.0.x's JSON shows no table comments.
+                elems = [o["set"].get("elem", []) for o in objects or [] if "set" in o]
+                comment = elems[0][0]["elem"].get("comment", "") if elems and elems[0] and isinstance(
+                    elems[0][0], dict) else ""
+                match = _COMMENT_RE.match(comment)
+                if match:
+                    self._markers[name] = (match.group(1), match.group(2) == "1", match.group(3) == "1")
+        return self._markers
 
     def read(self):
         """{table name: (network, NetworkState)} for every port_mapper table on the host."""
         if self._networks is None:
-            self._networks = {}
-            for family, name in self.tables():
-                if family == "inet":
-                    state = self._read_table(name)
-                    if state is not None:
-                        self._networks[name] = state
+            self._networks = dict((name, self._read_table(name, marker)) for name, marker in self.markers().items())
         return self._networks
 
-    def _read_table(self, name):
-        code, out, err = self._run(["-j", "list", "table", "inet", name])
-        if code != 0:
-            raise ApplyError("backend", "nft list table inet %s failed: %s" % (name, err.strip()))
-        objects = json.loads(out)["nftables"]
-        # The marker is an element comment: nft 1.0.x's JSON shows no table comments.
-        marker = [o["set"] for o in objects if "set" in o and o["set"]["name"] == "hostnet"]
-        elems = marker[0].get("elem", []) if marker else []
-        comment = elems[0]["elem"].get("comment", "") if elems and isinstance(elems[0], dict) else ""
-        match = _COMMENT_RE.match(comment)
-        if not match:
-            return None  # not ours
-        state = NetworkState(exists=True, hairpin=match.group(2) == "1", localhost=match.group(3) == "1")
+    def _read_table(self, name, marker):
+        objects = self._list("table inet %s" % name)
+        if objects is None:
+            raise ApplyError("backend", "nft list table inet %s failed" % name)
+        network, hairpin, localhost = marker
+        state = NetworkState(exists=True, hairpin=hairpin, localhost=localhost)
+        names = set(o[kind]["name"] for o in objects for kind in ("set", "map") if kind in o)
+        self._current_layout[name] = _LAYOUT <= names
         for obj in objects:
             if "set" in obj and obj["set"]["name"] == "excluded":
                 state.exclude_devices = sorted(_plain(e) for e in obj["set"].get("elem", []))
             elif "map" in obj:
                 _read_map(obj["map"], state.entries)
-        return match.group(1), state
+        return network, state
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -107,38 +116,30 @@ class NftablesBackend:
         if not state.exists:
             return "\n".join(lines) + "\n"
         maps = {}
-        for (family, proto, host_ip, port), (cid, cip, cport) in sorted(state.entries.items()):
-            key = ("%s . %d" % (host_ip, port)) if host_ip else str(port)
-            maps.setdefault(_map_name(family, proto, bool(host_ip)), []).append(
-                '%s comment "container_id: %s" : %s . %d' % (key, cid, cip, cport))
+        for (family, proto, host_ip, port), value in sorted(state.entries.items()):
+            maps.setdefault(_map_name(family, proto, bool(host_ip)), []).append(_map_element(host_ip, port, value))
         ips = dict((f, sorted(set(v[1] for k, v in state.entries.items() if k[0] == f))) for f in (4, 6))
         body = ['  set hostnet { type inet_service; elements = { 1 comment "hostnet.isolation port_mapper '
                 'network=%s hairpin=%d localhost=%d" }; }' % (spec.network, state.hairpin, state.localhost)]
         body.append("  set excluded { type ifname;%s }" % _elements(['"%s"' % d for d in state.exclude_devices]))
         rules = []
+        for family, proto, specific in MAPS:
+            name = _map_name(family, proto, specific)
+            keytype = ("%s . inet_service" % _ADDR_TYPE[family]) if specific else "inet_service"
+            body.append("  map %s { type %s : %s . inet_service;%s }"
+                        % (name, keytype, _ADDR_TYPE[family], _elements(maps.get(name, []))))
+            match = ("%s daddr . %s dport" % (_IPKW[family], proto)) if specific else "%s dport" % proto
+            rules.append("    meta nfproto %s meta l4proto %s dnat %s to %s map @%s"
+                         % (_NFPROTO[family], proto, _IPKW[family], match, name))
+        # the container addresses are kept whatever the options, so adding a container is one step
         for family in (4, 6):
-            for proto in PROTOCOLS:
-                for specific in (True, False):
-                    name = _map_name(family, proto, specific)
-                    if name not in maps:
-                        continue
-                    keytype = ("%s . inet_service" % _ADDR_TYPE[family]) if specific else "inet_service"
-                    body.append("  map %s { type %s : %s . inet_service;%s }"
-                                % (name, keytype, _ADDR_TYPE[family], _elements(maps[name])))
-                    match = ("%s daddr . %s dport" % (_IPKW[family], proto)) if specific else "%s dport" % proto
-                    rules.append("    meta nfproto %s meta l4proto %s dnat %s to %s map @%s"
-                                 % (_NFPROTO[family], proto, _IPKW[family], match, name))
+            body.append("  set hairpin%d { type %s . %s;%s }" % (family, _ADDR_TYPE[family], _ADDR_TYPE[family],
+                                                               _elements(_hairpin_elements(ips[family]))))
+        body.append("  set containers4 { type ipv4_addr;%s }" % _elements(ips[4]))
         post = []
         if state.hairpin:
-            for family in (4, 6):
-                if ips[family]:
-                    body.append("  set hairpin%d { type %s . %s;%s }" % (
-                        family, _ADDR_TYPE[family], _ADDR_TYPE[family],
-                        _elements(["%s . %s" % (ip, ip) for ip in ips[family]])))
-                    post.append("    %s saddr . %s daddr @hairpin%d masquerade"
-                                % (_IPKW[family], _IPKW[family], family))
-        if state.localhost and ips[4]:
-            body.append("  set containers4 { type ipv4_addr;%s }" % _elements(ips[4]))
+            post += ["    %s saddr . %s daddr @hairpin%d masquerade" % (_IPKW[f], _IPKW[f], f) for f in (4, 6)]
+        if state.localhost:
             post.append("    ip saddr 127.0.0.0/8 ip daddr @containers4 ct status dnat masquerade")
         loopback = [] if state.localhost else ["    ip daddr 127.0.0.0/8 return"]
         body += [
@@ -161,12 +162,100 @@ class NftablesBackend:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def render_changes(self, spec, before, after):
+        """nft -f input that turns ``before`` into ``after`` element by element, or None when the table
+        must be rendered whole (it is new, renamed, of an older layout, or its options change)."""
+        table = table_name(spec)
+        if not (before.exists and after.exists and self._current_layout.get(table)
+                and before.options() == after.options()):
+            return None
+        lines = []
+        for key, value in sorted(before.entries.items()):
+            if after.entries.get(key) != value:
+                family, proto, host_ip, port = key
+                key_text = ("%s . %d" % (host_ip, port)) if host_ip else str(port)
+                lines.append("delete element inet %s %s { %s }" % (table, _map_name(family, proto, bool(host_ip)),
+                                                                  key_text))
+        for key, value in sorted(after.entries.items()):
+            if before.entries.get(key) != value:
+                family, proto, host_ip, port = key
+                lines.append("add element inet %s %s { %s }" % (table, _map_name(family, proto, bool(host_ip)),
+                                                               _map_element(host_ip, port, value)))
+        for family in (4, 6):
+            old, new = [set(v[1] for k, v in state.entries.items() if k[0] == family) for state in (before, after)]
+            for verb, ips in (("delete", old - new), ("add", new - old)):
+                if ips:
+                    lines.append("%s element inet %s hairpin%d { %s }" % (
+                        verb, table, family, ", ".join(_hairpin_elements(sorted(ips)))))
+                    if family == 4:
+                        lines.append("%s element inet %s containers4 { %s }" % (verb, table, ", ".join(sorted(ips))))
+        return "\n".join(lines) + "\n"
+
     def apply(self, spec, before, after, stale=()):
-        """Replace the table in one transaction: the whole change lands or nothing does."""
-        del before  # the table is rendered whole; nothing depends on the old one
-        code, _out, err = self._run(["-f", "-"], stdin=self.render(spec, after, stale))
+        """Change the table in one transaction: the whole change lands or nothing does.
+
+        Only the elements that change are sent when the table's layout and options stay; otherwise
+        the table is replaced whole.
+        """
+        text = None if stale else self.render_changes(spec, before, after)
+        code, _out, err = self.nft.run(text if text is not None else self.render(spec, after, stale))
         if code != 0:
             raise ApplyError("mappings", "nft rejected the ruleset, nothing was changed: %s" % err.strip()[:2000])
+
+    def add_elements(self, spec, entries):
+        """Add a container's new wildcard entries as map elements alone, in one transaction; True if they landed.
+
+        Nothing is read but the marker and option sets, so the cost does not grow with the mappings already
+        on the host. False (nothing changed) whenever the fast path cannot be sure, and the caller then
+        converges the usual way, which also explains any conflict: the table is missing, renamed or
+        differently configured; an address-specific mapping could overlap; the key is taken in this
+        network (``create`` refuses it in the kernel) or in another one (checked in the same transaction
+        by creating and deleting the key there: an existing key makes ``create`` fail).
+        """
+        own = table_name(spec)
+        markers = self.markers()
+        if markers.get(own) != (spec.network, spec.hairpin, spec.localhost) or any(
+                marker[0] == spec.network for name, marker in markers.items() if name != own):
+            return False
+        excluded = self._list("set inet %s excluded" % own) or []
+        if sorted(_plain(e) for o in excluded if "set" in o for e in o["set"].get("elem", [])) != \
+                spec.exclude_devices or not excluded:
+            return False
+        used = sorted(set((family, proto) for family, proto, host_ip, _port in entries))
+        for name in markers:  # an address-specific entry for one of these ports would overlap
+            for family, proto in used:
+                objects = self._list("map inet %s %s" % (name, _map_name(family, proto, True)))
+                if objects is None or any(o["map"].get("elem") for o in objects if "map" in o):
+                    return False
+        lines = []
+        for name in sorted(markers):
+            if name != own:
+                for family, proto, _host_ip, port in sorted(entries):
+                    target = _map_name(family, proto, False)
+                    lines += ["create element inet %s %s { %d : %s . 1 }" % (name, target, port, _ANY[family]),
+                              "delete element inet %s %s { %d }" % (name, target, port)]
+        for (family, proto, host_ip, port), value in sorted(entries.items()):
+            lines.append("create element inet %s %s { %s }" % (own, _map_name(family, proto, False),
+                                                               _map_element(host_ip, port, value)))
+        for family in (4, 6):
+            ips = sorted(set(v[1] for k, v in entries.items() if k[0] == family))
+            if ips:
+                lines.append("add element inet %s hairpin%d { %s }" % (own, family,
+                                                                      ", ".join(_hairpin_elements(ips))))
+                if family == 4:
+                    lines.append("add element inet %s containers4 { %s }" % (own, ", ".join(ips)))
+        code, _out, _err = self.nft.run("\n".join(lines) + "\n")
+        return code == 0
+
+
+def _map_element(host_ip, port, value):
+    cid, cip, cport = value
+    key = ("%s . %d" % (host_ip, port)) if host_ip else str(port)
+    return '%s comment "container_id: %s" : %s . %d' % (key, cid, cip, cport)
+
+
+def _hairpin_elements(ips):
+    return ["%s . %s" % (ip, ip) for ip in ips]
 
 
 def _elements(items):

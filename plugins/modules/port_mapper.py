@@ -14,9 +14,11 @@ description:
   - What C(mesos-cni-port-mapper) does per container, as one declarative task per network. Traffic addressed to
     the host's local addresses (arriving, and generated on the host itself) on a mapped port is DNATed to the
     container's address and port. IPv4 and IPv6; a mapping's family follows O(mappings[].container_ip).
-  - Each network's rules live in a table (nftables) or chain (iptables) of their own, rendered whole and applied
-    in one transaction (one C(nft -f), or one C(iptables-restore --noflush) per address family); rules, chains and
-    tables the module does not own are never modified. If applying fails, nothing is left half-applied.
+  - Each network's rules live in a table (nftables) or chain (iptables) of their own, applied in one transaction
+    (one C(nft -f) batch, through libnftables in process, or one C(iptables-restore --noflush) per address
+    family); rules, chains and tables the module does not own are never modified. If applying fails, nothing is
+    left half-applied. On nftables, when only mappings change, only the changed map elements are sent;
+    otherwise the table is rendered whole.
   - The nftables backend looks mappings up in maps, so the per-packet cost does not grow with their number.
   - Every rule or map element carries C(container_id) as a comment, so a container's mappings are found and
     removed exactly.
@@ -27,7 +29,8 @@ description:
 author:
   - hostnet.isolation contributors (@hostnet)
 requirements:
-  - nftables (C(nft)) or iptables (C(iptables-nft-restore) or C(iptables-legacy-restore)) on the managed host
+  - nftables (libnftables, else the C(nft) command) or iptables (C(iptables-nft-restore) or
+    C(iptables-legacy-restore)) on the managed host
   - pyroute2 for conntrack cleanup (else the C(conntrack) command is used) and for O(localhost)
   - python-iptables (Debian C(python3-iptables)) on iptables-legacy hosts to apply through libiptc in process;
     without it C(iptables-legacy-restore) is used
@@ -191,11 +194,12 @@ backend:
   sample: nftables
 engine:
   description: >-
-    How the backend applies changes: C(nft -f), C(iptables-nft-restore), C(iptables-legacy-restore), or
-    C(python-iptables) (libiptc in process, used on iptables-legacy hosts when python-iptables is installed).
+    How the backend applies changes: C(libnftables) (an C(nft -f) batch applied in process), C(nft -f) (when
+    libnftables cannot be loaded), C(iptables-nft-restore), C(iptables-legacy-restore), or C(python-iptables)
+    (libiptc in process, used on iptables-legacy hosts when python-iptables is installed).
   returned: always
   type: str
-  sample: nft -f
+  sample: libnftables
 chain:
   description: The nftables table or iptables chain that holds the network.
   returned: always

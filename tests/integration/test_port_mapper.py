@@ -110,7 +110,7 @@ BASE = [mapping("c1", C1, 8080, 80), mapping("c1", C1, 5353, 53, protocol="udp")
 def test_tcp_udp_ranges_and_ipv6_reach_the_containers(net):
     result = assert_converges(net, MOD, {"network": "pm", "backend": net.backend, "mappings": BASE}, OS_PY)
     assert result["backend"] == net.expect_backend
-    assert result["engine"] == {"nftables": "nft -f", "iptables-nft": "iptables-nft-restore",
+    assert result["engine"] == {"nftables": "libnftables", "iptables-nft": "iptables-nft-restore",
                                 "iptables-legacy": "python-iptables (IPv4), ip6tables-legacy-restore (IPv6)"}[
                                     net.expect_backend]
     assert result["counts"] == {"added": 5, "removed": 0, "unchanged": 0}
@@ -192,7 +192,8 @@ def test_renamed_chain_leaves_no_stale_chain(net):
 
 
 def test_conflicts_name_both_containers_and_change_nothing(net):
-    run_module(net, MOD, {"network": "pm", "backend": net.backend, "mappings": BASE}, OS_PY)
+    first = run_module(net, MOD, {"network": "pm", "backend": net.backend, "mappings": BASE}, OS_PY)
+    assert first.get("changed") and not first.get("failed"), first
     before = net.snapshot()
     result = run_module(net, MOD, {"network": "pm", "backend": net.backend,
                                    "mappings": [mapping("c2", C2, 8080, 80)]}, OS_PY)
@@ -204,7 +205,7 @@ def test_conflicts_name_both_containers_and_change_nothing(net):
 
 
 def _failing_tool(host, name, when):
-    """Failure injection: a wrapper ``name`` that fails when the ruleset it is fed contains ``when``.
+    """Failure injection: a wrapper command ``name`` that fails when the ruleset it is fed contains ``when``.
 
     It lives in the hermetic host's private /run, first in the PATH the module runs with.
     """
@@ -220,16 +221,46 @@ def _failing_tool(host, name, when):
     return {"PATH": "/run/fail:" + os.environ["PATH"]}
 
 
+_LIBNFTABLES_FAILURE = """\
+# Failure injection for the module's Python: libnftables refuses any batch that contains %s.
+import ctypes
+
+_CDLL = ctypes.CDLL
+
+
+class CDLL(_CDLL):
+    def __init__(self, name, *args, **kwargs):
+        _CDLL.__init__(self, name, *args, **kwargs)
+        if "libnftables" in str(name):
+            real = _CDLL.__getattr__(self, "nft_run_cmd_from_buffer")
+
+            def run(ctx, text):
+                return 1 if b"%s" in text else real(ctx, text)
+
+            self.nft_run_cmd_from_buffer = run
+
+
+ctypes.CDLL = CDLL
+"""
+
+
+def _failing_libnftables(host, when):
+    """Failure injection: a sitecustomize that makes libnftables refuse a batch containing ``when``."""
+    host.sh("mkdir -p /run/fail && cat > /run/fail/sitecustomize.py <<'EOF'\n%sEOF" % (_LIBNFTABLES_FAILURE % (when, when)))
+    return {"PYTHONPATH": "/run/fail"}
+
+
 def test_injected_failure_leaves_ruleset_identical(net):
     run_module(net, MOD, {"network": "pm", "backend": net.backend, "mappings": BASE[:2]}, OS_PY)
     before = net.snapshot()
     if net.backend == "nftables":
-        env = _failing_tool(net, "nft", "9001")
+        env, expected = _failing_libnftables(net, "9001"), "nft rejected the ruleset"
     else:  # the IPv4 restore succeeds, the IPv6 one fails: the IPv4 part must be put back
         env = _failing_tool(net, "ip6tables-%s-restore" % net.expect_backend.split("-")[1], "fd00")
+        expected = "injected failure"
     args = {"network": "pm", "backend": net.backend, "localhost": True, "mappings": BASE}
     result = run_module(net, MOD, args, OS_PY, env=env)
-    assert result.get("failed") and "injected failure" in result["msg"], result
+    assert result.get("failed") and expected in result["msg"], result
     assert_same(before, net.snapshot(), "a failed apply")
 
 

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from harness.hermetic import REPO
+from harness.runner import INTERPRETERS, run_playbook
 
 PLUGIN = os.path.join(REPO, ".build", "cni", "hostnet-cni-port-mapper")
 CNI_PATH = "/usr/lib/cni"
@@ -168,3 +169,105 @@ def test_gc_removes_mappings_of_vanished_containers_and_status(cnihost):
     assert cni(host, "STATUS", gc, container=None) == (0, None)
     code, out = cni(host, "GC", dict(gc, cniVersion="1.0.0"), container=None)
     assert code == 1 and out["code"] == 1, out
+
+
+# -- the role hostnet.isolation.cni_port_mapper -------------------------------------------------------
+
+ROLE_DIRS = {"cni_port_mapper_bin_dir": "/run/cni/bin", "cni_port_mapper_conf_dir": "/run/cni/net.d",
+             "cni_port_mapper_lib_dir": "/run/cni/lib"}
+ROLE_PLAY = """
+- name: Install the CNI port mapper
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: hostnet.isolation.cni_port_mapper
+"""
+
+
+def role_vars(networks, **extra):
+    return dict(ROLE_DIRS, cni_port_mapper_networks=networks, **extra)
+
+
+def mesos_network(**extra):
+    conf = config()
+    item = {"name": conf["name"], "chain": conf["chain"], "exclude_devices": conf["excludeDevices"],
+            "delegate": conf["delegate"]}
+    item.update(extra)
+    return item
+
+
+def cni_tree(host):
+    """Every file under /run/cni with its mode and checksum (what the role owns)."""
+    return host.sh("find /run/cni -exec stat -c '%n %a %F' {} + 2>/dev/null | sort; "
+                   "find /run/cni -type f -exec sha256sum {} + 2>/dev/null | sort", check=False).stdout
+
+
+def play(host, extra_vars, check=False):
+    return run_playbook(host, ROLE_PLAY, INTERPRETERS["os-pyroute2-0.7"], extra_vars=extra_vars, check=check,
+                        diff=check)
+
+
+def test_role_installs_plugin_and_config_that_a_runtime_uses(cnihost):
+    host = cnihost
+    variables = role_vars([mesos_network(), mesos_network(name="gone", file="50-gone.conf", state="absent")])
+    # check mode predicts changes and touches nothing
+    code, stats, _results = play(host, variables, check=True)
+    assert code == 0 and stats["localhost"]["changed"] > 0, stats
+    assert cni_tree(host) == ""
+    code, stats, _results = play(host, variables)
+    assert code == 0 and stats["localhost"]["changed"] > 0, stats
+    installed = cni_tree(host)
+    assert "/run/cni/bin/hostnet-cni-port-mapper 755 regular file" in installed
+    written = json.loads(host.sh("cat /run/cni/net.d/mesos-test.conf").stdout)
+    assert written == dict((k, v) for k, v in config().items()
+                           if k in ("cniVersion", "name", "type", "chain", "excludeDevices", "delegate"))
+    # the second run changes nothing
+    code, stats, _results = play(host, variables)
+    assert code == 0 and stats["localhost"]["changed"] == 0, stats
+    assert cni_tree(host) == installed
+    # a runtime drives the installed plugin with the installed configuration: real traffic reaches c1
+    conf = json.loads(host.sh("cat /run/cni/net.d/mesos-test.conf").stdout)
+    conf["args"] = config()["args"]
+    env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID="c1", CNI_NETNS="/var/run/netns/c1",
+               CNI_IFNAME="eth0", CNI_PATH="/run/cni/bin:" + CNI_PATH)
+    proc = host.run(["/run/cni/bin/hostnet-cni-port-mapper"], check=False, env=env, input=json.dumps(conf))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    host.spawn(["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo c1"], netns="c1")
+    answer = ""
+    for _attempt in range(30):
+        answer = tcp(host, "client", HOST_IP, 8080)
+        if answer:
+            break
+    assert answer == "c1"
+    # state=absent removes the configuration and leaves the plugin
+    variables["cni_port_mapper_networks"] = [mesos_network(state="absent")]
+    code, stats, _results = play(host, variables)
+    assert code == 0 and stats["localhost"]["changed"] == 1, stats
+    assert host.sh("ls /run/cni/net.d").stdout.split() == []
+    assert host.sh("test -x /run/cni/bin/hostnet-cni-port-mapper", check=False).returncode == 0
+
+
+def test_role_repairs_a_deleted_plugin(cnihost):
+    host = cnihost
+    assert play(host, role_vars([mesos_network()]))[0] == 0
+    host.sh("rm /run/cni/bin/hostnet-cni-port-mapper")
+    code, stats, _results = play(host, role_vars([mesos_network()]))
+    assert code == 0 and stats["localhost"]["changed"] == 1, stats
+    assert host.sh("test -x /run/cni/bin/hostnet-cni-port-mapper", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("networks,extra,words", [
+    ([{"delegate": {"type": "bridge"}}], {}, "cni_port_mapper_networks"),
+    ([{"name": "n", "cni_version": "0.2.0", "delegate": {"type": "bridge"}}], {}, "cni_version"),
+    ([{"name": "n", "delegate": "bridge"}], {}, "delegate"),
+    ([{"name": "n"}], {}, "cni_port_mapper_networks[0] (network n): delegate is required"),
+    ([{"name": "n", "delegate": {"type": "bridge"}, "state": "gone"}], {}, "state"),
+    ([], {"cni_port_mapper_required_capabilities": ["no_such_capability"]}, "no_such_capability"),
+])
+def test_role_refuses_bad_variables_and_installs_nothing(host, networks, extra, words):
+    code, _stats, results = play(host, role_vars(networks, **extra))
+    failed = [r for r in results if r.get("failed")]
+    assert code != 0 and failed, results
+    messages = [failed[0]["msg"]] + [item.get("msg", "") for item in failed[0].get("results", [])]
+    assert any(words in msg for msg in messages), messages
+    assert cni_tree(host) == ""

@@ -271,3 +271,28 @@ def test_role_refuses_bad_variables_and_installs_nothing(host, networks, extra, 
     messages = [failed[0]["msg"]] + [item.get("msg", "") for item in failed[0].get("results", [])]
     assert any(words in msg for msg in messages), messages
     assert cni_tree(host) == ""
+
+
+def test_fast_add_refuses_a_port_taken_in_another_network_and_checks(cnihost):
+    host = cnihost
+
+    def chained(network, ip, port):
+        return {"cniVersion": "1.0.0", "name": network, "type": "hostnet-cni-port-mapper",
+                "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": ip + "/24"}]},
+                "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]}}
+
+    # the first ADD of each network creates its table; later ADDs only add elements
+    assert cni(host, "ADD", chained("neta", "10.25.0.2", 7100), container="a1")[0] == 0
+    assert cni(host, "ADD", chained("netb", "10.26.0.2", 7200), container="b1")[0] == 0
+    assert cni(host, "ADD", chained("netb", "10.26.0.3", 7201), container="b2")[0] == 0
+    before = rules(host)
+    code, out = cni(host, "ADD", chained("netb", "10.26.0.4", 7100), container="b3")
+    assert code == 1 and out["code"] == 100 and "a1" in out["msg"] and "network neta" in out["msg"], out
+    assert rules(host) == before
+    # what the fast path added is what a full read sees: CHECK passes, and DEL removes only b2
+    conf = chained("netb", "10.26.0.3", 7201)
+    assert cni(host, "CHECK", dict(conf, prevResult=conf["prevResult"]), container="b2") == (0, None)
+    assert cni(host, "DEL", conf, container="b2") == (0, None)
+    after = rules(host)
+    assert "container_id: b2" not in after and "container_id: b1" in after and "container_id: a1" in after
+    assert "10.26.0.3 . 10.26.0.3" not in after  # its hairpin element went too

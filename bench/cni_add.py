@@ -146,8 +146,8 @@ def main():
     counts = sorted(ours_p50)
     if len(counts) > 1:
         growth = ours_p50[counts[-1]] / ours_p50[counts[0]] - 1
-        print("hostnet-cni-port-mapper p50 growth from %d to %d existing: %+.0f%%" % (counts[0], counts[-1],
-                                                                                  growth * 100))
+        print("hostnet-cni-port-mapper p50 growth from %d to %d existing: %+.0f%%"
+              % (counts[0], counts[-1], growth * 100))
 
 
 if __name__ == "__main__":

@@ -133,8 +133,9 @@ class NftablesBackend:
                          % (_NFPROTO[family], proto, _IPKW[family], match, name))
         # the container addresses are kept whatever the options, so adding a container is one step
         for family in (4, 6):
-            body.append("  set hairpin%d { type %s . %s;%s }" % (family, _ADDR_TYPE[family], _ADDR_TYPE[family],
-                                                               _elements(_hairpin_elements(ips[family]))))
+            addr = _ADDR_TYPE[family]
+            body.append("  set hairpin%d { type %s . %s;%s }"
+                        % (family, addr, addr, _elements(_hairpin_elements(ips[family]))))
         body.append("  set containers4 { type ipv4_addr;%s }" % _elements(ips[4]))
         post = []
         if state.hairpin:
@@ -174,13 +175,13 @@ class NftablesBackend:
             if after.entries.get(key) != value:
                 family, proto, host_ip, port = key
                 key_text = ("%s . %d" % (host_ip, port)) if host_ip else str(port)
-                lines.append("delete element inet %s %s { %s }" % (table, _map_name(family, proto, bool(host_ip)),
-                                                                  key_text))
+                lines.append("delete element inet %s %s { %s }"
+                             % (table, _map_name(family, proto, bool(host_ip)), key_text))
         for key, value in sorted(after.entries.items()):
             if before.entries.get(key) != value:
                 family, proto, host_ip, port = key
-                lines.append("add element inet %s %s { %s }" % (table, _map_name(family, proto, bool(host_ip)),
-                                                               _map_element(host_ip, port, value)))
+                lines.append("add element inet %s %s { %s }"
+                             % (table, _map_name(family, proto, bool(host_ip)), _map_element(host_ip, port, value)))
         for family in (4, 6):
             old, new = [set(v[1] for k, v in state.entries.items() if k[0] == family) for state in (before, after)]
             for verb, ips in (("delete", old - new), ("add", new - old)):
@@ -240,8 +241,8 @@ class NftablesBackend:
         for family in (4, 6):
             ips = sorted(set(v[1] for k, v in entries.items() if k[0] == family))
             if ips:
-                lines.append("add element inet %s hairpin%d { %s }" % (own, family,
-                                                                      ", ".join(_hairpin_elements(ips))))
+                lines.append("add element inet %s hairpin%d { %s }"
+                             % (own, family, ", ".join(_hairpin_elements(ips))))
                 if family == 4:
                     lines.append("add element inet %s containers4 { %s }" % (own, ", ".join(ips)))
         code, _out, _err = self.nft.run("\n".join(lines) + "\n")

@@ -109,9 +109,9 @@ def difference(a, b):
     return out
 
 
-def contains(a, b):
-    """Every port of ``b`` is in ``a``."""
-    return not difference(b, a)
+def contains(outer, inner):
+    """Every port of ``inner`` is in ``outer``."""
+    return not difference(inner, outer)
 
 
 def size(pairs):

@@ -56,8 +56,8 @@ def test_set_arithmetic_matches_python_sets(a, b):
 
 
 def test_known_blocks():
-    assert portranges.blocks([(31000, 31999)]) == [(31000, 0xFFF8), (31008, 0xFFE0), (31040, 0xFFC0), (31104, 0xFF80),
-                                                  (31232, 0xFE00), (31744, 0xFF00)]
+    expected = [(31000, 0xFFF8), (31008, 0xFFE0), (31040, 0xFFC0), (31104, 0xFF80), (31232, 0xFE00), (31744, 0xFF00)]
+    assert portranges.blocks([(31000, 31999)]) == expected
     assert portranges.blocks([(32768, 33791)]) == [(32768, 0xFC00)]
 
 

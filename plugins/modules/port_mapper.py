@@ -278,6 +278,8 @@ def main():
         module.fail_json(msg="port_mapper: %s" % exc, field=exc.field, reason=exc.reason)
     except OSError as exc:
         module.fail_json(msg="port_mapper: %s" % exc)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
     diff = result.pop("diff")
     if module._diff:
         result["diff"] = diff

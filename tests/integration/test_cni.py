@@ -42,13 +42,13 @@ def config(version="1.0.0", ports=((8080, 80, "tcp"),), **extra):
     return conf
 
 
-def cni(host, command, conf, container="c1", stdin=None):
+def cni(host, command, conf, container="c1", stdin=None, plugin=PLUGIN, cni_path=CNI_PATH):
     """(exit code, parsed stdout) of one plugin call inside the hermetic host."""
     env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=container, CNI_NETNS="/var/run/netns/%s" % container,
-               CNI_IFNAME="eth0", CNI_PATH=CNI_PATH)
+               CNI_IFNAME="eth0", CNI_PATH=cni_path)
     if container is None:
         del env["CNI_CONTAINERID"]
-    proc = host.run([PLUGIN], check=False, env=env, input=stdin if stdin is not None else json.dumps(conf))
+    proc = host.run([plugin], check=False, env=env, input=stdin if stdin is not None else json.dumps(conf))
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else None)
 
@@ -56,6 +56,17 @@ def cni(host, command, conf, container="c1", stdin=None):
 def tcp(host, ns, address, port):
     argv = ["ip", "netns", "exec", ns, "socat", "-T2", "-", "TCP:%s:%d,connect-timeout=2" % (address, port)]
     return host.run(argv, check=False, stdin=subprocess.DEVNULL).stdout.strip()
+
+
+def c1_answers_on_the_mapped_port(host):
+    """Serve "c1" in container c1 and fetch it from the client namespace through host port 8080."""
+    host.spawn(["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo c1"], netns="c1")
+    answer = ""
+    for _attempt in range(30):
+        answer = tcp(host, "client", HOST_IP, 8080)
+        if answer:
+            break
+    return answer == "c1"
 
 
 def rules(host):
@@ -76,13 +87,7 @@ def test_add_maps_the_port_check_and_del(cnihost):
     assert code == 0, result
     ip = result["ips"][0]["address"].split("/")[0]
     assert ip.startswith("10.22.")
-    host.spawn(["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo c1"], netns="c1")
-    answer = ""
-    for _attempt in range(30):
-        answer = tcp(host, "client", HOST_IP, 8080)
-        if answer:
-            break
-    assert answer == "c1"
+    assert c1_answers_on_the_mapped_port(host)
     assert "container_id: c1" in rules(host)
     # CHECK passes with the ADD result, and fails once the rule is deleted by hand
     code, out = cni(host, "CHECK", dict(config(), prevResult=result))
@@ -228,17 +233,10 @@ def test_role_installs_plugin_and_config_that_a_runtime_uses(cnihost):
     # a runtime drives the installed plugin with the installed configuration: real traffic reaches c1
     conf = json.loads(host.sh("cat /run/cni/net.d/mesos-test.conf").stdout)
     conf["args"] = config()["args"]
-    env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID="c1", CNI_NETNS="/var/run/netns/c1",
-               CNI_IFNAME="eth0", CNI_PATH="/run/cni/bin:" + CNI_PATH)
-    proc = host.run(["/run/cni/bin/hostnet-cni-port-mapper"], check=False, env=env, input=json.dumps(conf))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    host.spawn(["socat", "TCP-LISTEN:80,fork,reuseaddr", "SYSTEM:echo c1"], netns="c1")
-    answer = ""
-    for _attempt in range(30):
-        answer = tcp(host, "client", HOST_IP, 8080)
-        if answer:
-            break
-    assert answer == "c1"
+    code, out = cni(host, "ADD", conf, plugin="/run/cni/bin/hostnet-cni-port-mapper",
+                    cni_path="/run/cni/bin:" + CNI_PATH)
+    assert code == 0, out
+    assert c1_answers_on_the_mapped_port(host)
     # state=absent removes the configuration and leaves the plugin
     variables["cni_port_mapper_networks"] = [mesos_network(state="absent")]
     code, stats, _results = play(host, variables)

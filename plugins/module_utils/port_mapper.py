@@ -73,7 +73,10 @@ def choose_backend(spec):
         if any(fam in ("ip", "ip6") and name in _IPTABLES_NFT_TABLES for fam, name in nft.tables()):
             return _iptables("nft")
         return nft
-    return _iptables()
+    try:
+        return _iptables()
+    except ApplyError:
+        raise ApplyError("backend", "neither nftables (libnftables or nft) nor iptables is installed") from None
 
 
 @contextlib.contextmanager

@@ -8,6 +8,8 @@
 - bad input fails with a message naming the field and leaves the host identical.
 """
 
+import difflib
+
 from .runner import run_module
 
 
@@ -22,12 +24,18 @@ def _differences(a, b, path=""):
         for i, (x, y) in enumerate(zip(a, b)):
             out += _differences(x, y, "%s[%d]" % (path, i))
         return out
-    return [] if a == b else ["%s: %r -> %r" % (path or "/", a, b)]
+    if a == b:
+        return []
+    if isinstance(a, str) and isinstance(b, str) and ("\n" in a or "\n" in b):
+        # a ruleset or a listing: show the lines that changed, not two truncated reprs
+        lines = difflib.unified_diff(a.splitlines(), b.splitlines(), "before", "after", lineterm="", n=2)
+        return ["%s:\n    %s" % (path or "/", "\n    ".join(lines))]
+    return ["%s: %r -> %r" % (path or "/", a, b)]
 
 
 def assert_same(before, after, what):
     diffs = _differences(before, after)
-    assert not diffs, "%s changed the host:\n  %s" % (what, "\n  ".join(d[:400] for d in diffs[:20]))
+    assert not diffs, "%s changed the host:\n  %s" % (what, "\n  ".join(d[:3000] for d in diffs[:20]))
 
 
 def assert_converges(host, module, args, python, expect_change=True):

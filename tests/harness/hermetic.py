@@ -11,6 +11,7 @@ process left in its mount namespace and the namespaces vanish.
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -165,11 +166,14 @@ class HermeticHost:
                             for h in handles),
             "mounts": mounts,
             "netns": dict((h, self.netns_view(h)) for h in handles),
-            "nft": self.run(["nft", "list", "ruleset"], check=False).stdout,
+            # rulesets without traffic counters: a stray packet (a DNS lookup to a local resolver walks
+            # the nat OUTPUT hook) is not a change of configuration
+            "nft": self.run(["nft", "--stateless", "list", "ruleset"], check=False).stdout,
         }
         for tool in ("iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"):
             out = self.run([tool], check=False).stdout
-            snap[tool] = "\n".join(line for line in out.splitlines() if not line.startswith("#"))
+            snap[tool] = "\n".join(re.sub(r" \[\d+:\d+\]$", "", line) for line in out.splitlines()
+                                   if not line.startswith("#"))
         snap["sysctl"] = self.sh("grep -H . /proc/sys/net/ipv4/conf/*/route_localnet").stdout
         return snap
 

@@ -251,6 +251,31 @@ def _probe_tc():
     return out
 
 
+_PROBE_QDISC_OPTIONS = {"htb": {"default": 0x10}, "tbf": {"rate": 125000, "burst": 16000, "latency": "50ms"}}
+
+
+def qdisc_unsupported(kind):
+    """None when this kernel accepts a qdisc of ``kind``, else why not.
+
+    Probed on a veth in a throwaway network namespace (a forked child), so check mode can tell
+    the truth about a qdisc the kernel lacks without changing anything.
+    """
+    def probe():
+        nsutil.unshare(nsutil.CLONE_NEWNET)
+        with netlink.IPRoute() as ipr:
+            ipr.link("add", ifname="hnprobe0", kind="veth", peer={"ifname": "hnprobe1"})
+            index = ipr.link_lookup(ifname="hnprobe0")[0]
+            try:
+                handle = 0xFFFF0000 if kind == "ingress" else 0x10000
+                ipr.tc("add", kind, index, handle, **_PROBE_QDISC_OPTIONS.get(kind, {}))
+            except netlink.NetlinkError as exc:
+                if exc.code == 2:
+                    return "this kernel has no %s qdisc (sch_%s is not built in or loaded)" % (kind, kind)
+                return "the kernel refused a %s qdisc: %s" % (kind, netlink.errno_name(exc))
+        return None
+    return _in_child(probe)
+
+
 def _probe_sock_diag():
     from pyroute2 import DiagSocket
     probe = "sock_diag dump of TCP LISTEN sockets (a listener on 127.0.0.1 in a throwaway namespace)"

@@ -136,6 +136,11 @@ class HermeticHost:
             "routes6": self._json(prefix + ["-j", "-6", "route", "show", "table", "all"]),
         }
         view["qdiscs"] = self._json((["tc", "-n", netns] if netns else ["tc"]) + ["-j", "qdisc", "show"])
+        # classes and filters of every device (listed without counters): a rate or a filter change shows
+        script = ("cd /sys/class/net && for d in *; do echo \"== $d\"; tc class show dev $d;"
+                  " tc filter show dev $d ingress; tc filter show dev $d; done")
+        view["tc"] = self.run((["ip", "netns", "exec", netns] if netns else []) + ["sh", "-c", script],
+                              check=False).stdout
         # What the kernel moves on its own (carrier, DAD, lifetimes) is not state we manage.
         for link in view["links"] + view["addresses"]:
             link.pop("operstate", None)

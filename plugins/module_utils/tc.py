@@ -1,0 +1,724 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Traffic control: the root (or ingress) qdisc of one device, declaratively.
+
+What Mesos' port_mapping isolator sets up on a container's veth, as a spec:
+
+- ``htb``: a root htb whose default class carries the rate limit (rate, ceil, burst), with a leaf
+  qdisc under that class: ``fq_codel`` (bloat reduction), ``pfifo`` or none;
+- ``tbf``: a token bucket (rate, burst, latency);
+- ``fq_codel`` or ``pfifo`` alone at the root;
+- ``ingress``: the ingress qdisc that tc filters (port_redirect) hang on.
+
+The kernel stores rates in bytes per second exactly, but bursts as scheduler ticks; reading back,
+a burst counts as equal when it is within the rounding that conversion causes, so a second run
+reports no change.
+
+A new root qdisc is grafted in one request that replaces the old one (it gets handle 1: or 2:,
+whichever the old one does not use), so the device is never without a qdisc. If a later step of
+the same plan fails, the old root is put back from what was read before.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import re
+
+from . import capabilities, netlink, nsutil, validate
+from .errors import ValidationError
+from .transaction import Transaction
+
+TC_H_ROOT = 0xFFFFFFFF
+TC_H_INGRESS = 0xFFFFFFF1
+INGRESS_HANDLE = 0xFFFF0000
+CLASS_MINOR = 0x10
+LEAF_HANDLE = 0x00100000  # 10:
+
+ROOT_KINDS = ("htb", "tbf", "fq_codel", "pfifo")
+KINDS = ROOT_KINDS + ("ingress",)
+LEAVES = ("fq_codel", "pfifo", "none")
+# what pyroute2 0.7 can put in the 32-bit rate fields (about 34.3 Gbit/s)
+MAX_RATE = 2 ** 32 - 1
+PFIFO_DEFAULT_LIMIT = 1000
+FQ_CODEL_OPTIONS = ("flows", "target", "interval", "ecn", "limit")
+
+# rate units, as tc(8) spells them, in bits per second (bps and friends are bytes per second)
+_RATE_BITS = {"bit": 1, "kbit": 10 ** 3, "mbit": 10 ** 6, "gbit": 10 ** 9, "tbit": 10 ** 12,
+              "kibit": 2 ** 10, "mibit": 2 ** 20, "gibit": 2 ** 30, "tibit": 2 ** 40,
+              "bps": 8, "kbps": 8 * 10 ** 3, "mbps": 8 * 10 ** 6, "gbps": 8 * 10 ** 9, "tbps": 8 * 10 ** 12,
+              "kibps": 8 * 2 ** 10, "mibps": 8 * 2 ** 20, "gibps": 8 * 2 ** 30, "tibps": 8 * 2 ** 40}
+_SIZE_BYTES = {"b": 1, "k": 2 ** 10, "kb": 2 ** 10, "kib": 2 ** 10, "m": 2 ** 20, "mb": 2 ** 20, "mib": 2 ** 20,
+               "g": 2 ** 30, "gb": 2 ** 30, "gib": 2 ** 30}
+_TIME_USEC = {"us": 1, "usec": 1, "ms": 1000, "msec": 1000, "s": 10 ** 6, "sec": 10 ** 6}
+_NUMBER_UNIT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)\Z")
+
+
+def _number_with_unit(field, value, units, what, example):
+    if isinstance(value, bool) or value is None:
+        raise ValidationError(field, "%r is not a %s like %s" % (value, what, example))
+    if isinstance(value, int):
+        number, unit = value, ""
+    elif isinstance(value, float):
+        number, unit = value, ""
+    else:
+        match = _NUMBER_UNIT.match(str(value).strip())
+        if not match:
+            raise ValidationError(field, "%r is not a %s like %s" % (value, what, example))
+        number, unit = float(match.group(1)), match.group(2).lower()
+        if unit and unit not in units:
+            raise ValidationError(field, "%r: unknown unit %r (use one of %s)"
+                                  % (value, match.group(2), ", ".join(sorted(units, key=lambda u: (units[u], u)))))
+    if number < 0:
+        raise ValidationError(field, "%r is negative" % (value,))
+    return number, unit
+
+
+def parse_rate(field, value):
+    """Bytes per second from ``10mbit``, ``1.5gbit``, ``125kbps`` or a number of bytes per second."""
+    number, unit = _number_with_unit(field, value, _RATE_BITS, "rate", "10mbit, 1.5gbit or 1250000 (bytes/s)")
+    rate = int(round(number * _RATE_BITS[unit] / 8.0)) if unit else int(round(number))
+    if rate < 1:
+        raise ValidationError(field, "%r is below one byte per second" % (value,))
+    if rate > MAX_RATE:
+        raise ValidationError(field, "%r is above the largest supported rate, %d bytes/s (34.3 Gbit/s)"
+                              % (value, MAX_RATE))
+    return rate
+
+
+def parse_size(field, value):
+    """Bytes from ``32kb``, ``1500`` or ``1m`` (k, m, g are binary, as in tc)."""
+    number, unit = _number_with_unit(field, value, _SIZE_BYTES, "size", "32kb or 15140 (bytes)")
+    size = int(round(number * _SIZE_BYTES[unit])) if unit else int(round(number))
+    if size < 1 or size > MAX_RATE:
+        raise ValidationError(field, "%r is not between 1 byte and 4 GiB" % (value,))
+    return size
+
+
+def parse_time(field, value):
+    """Microseconds from ``5ms``, ``100us``, ``1s`` or a number of microseconds."""
+    number, unit = _number_with_unit(field, value, _TIME_USEC, "time", "5ms or 100us")
+    usec = int(round(number * _TIME_USEC[unit])) if unit else int(round(number))
+    if usec < 1 or usec > MAX_RATE:
+        raise ValidationError(field, "%r is not between 1us and 4294s" % (value,))
+    return usec
+
+
+def format_rate(rate):
+    """Bytes per second as tc would print them (``10Mbit``), exact when a unit divides evenly."""
+    bits = rate * 8
+    for unit, scale in (("Gbit", 10 ** 9), ("Mbit", 10 ** 6), ("Kbit", 10 ** 3)):
+        if bits % scale == 0:
+            return "%d%s" % (bits // scale, unit)
+    return "%dbit" % bits
+
+
+def _tick_in_usec():
+    """Scheduler ticks per microsecond, from /proc/net/psched (15.625 on current kernels)."""
+    try:
+        with open("/proc/net/psched") as f:
+            t2us, us2t, clock_res = [int(x, 16) for x in f.read().split()[:3]]
+        return float(t2us) / us2t * (clock_res / 1e6 if clock_res != 1000000000 else 1.0)
+    except (OSError, ValueError, ZeroDivisionError):
+        return 15.625
+
+
+def ticks_to_bytes(ticks, rate):
+    return ticks / _tick_in_usec() * rate / 1e6
+
+
+def bursts_equal(actual, wanted, rate):
+    """The kernel keeps a burst as whole ticks of time at ``rate``: allow that rounding."""
+    return abs(actual - wanted) <= 2.0 * rate / 1e6 + 1
+
+
+def default_burst(rate):
+    """What the rate sends in 10 ms, at least ten full-size Ethernet frames."""
+    return max(rate // 100, 15140)
+
+
+class QdiscSpec:
+    """One device's root or ingress qdisc, validated; every error names its field."""
+
+    def __init__(self, device, kind=None, state="present", netns=None, netns_pid=None,
+                 netns_dir=nsutil.DEFAULT_NETNS_DIR, rate=None, rate_per_cpu=None, cpus=None, min_rate=None,
+                 max_rate=None, ceil=None, burst=None, cburst=None, latency=None, leaf=None, flows=None,
+                 target=None, interval=None, ecn=None, limit=None):
+        if state not in ("present", "absent"):
+            raise ValidationError("state", "%r is not one of present, absent" % (state,))
+        self.state = state
+        self.device = validate.ifname("device", device)
+        if kind is not None and kind not in KINDS:
+            raise ValidationError("kind", "%r is not one of %s" % (kind, ", ".join(KINDS)))
+        if state == "present" and kind is None:
+            raise ValidationError("kind", "required with state=present")
+        self.kind = kind
+        self.ingress = kind == "ingress"
+        if netns is not None and netns_pid is not None:
+            raise ValidationError("netns", "give either netns or netns_pid, not both")
+        self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid else "(current)")
+        self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
+                                          name=netns, pid=netns_pid, netns_dir=netns_dir)
+        given = dict(rate=rate, rate_per_cpu=rate_per_cpu, cpus=cpus, min_rate=min_rate, max_rate=max_rate,
+                     ceil=ceil, burst=burst, cburst=cburst, latency=latency, leaf=leaf, flows=flows,
+                     target=target, interval=interval, ecn=ecn, limit=limit)
+        allowed = {"htb": ("rate", "rate_per_cpu", "cpus", "min_rate", "max_rate", "ceil", "burst", "cburst", "leaf",
+                           "flows", "target", "interval", "ecn", "limit"),
+                   "tbf": ("rate", "rate_per_cpu", "cpus", "min_rate", "max_rate", "burst", "latency"),
+                   "fq_codel": FQ_CODEL_OPTIONS,
+                   "pfifo": ("limit",),
+                   "ingress": ()}
+        if state == "absent":
+            allowed = dict((k, ()) for k in KINDS)
+        usable = allowed.get(kind, ())
+        for name in sorted(given):
+            if given[name] is not None and name not in usable:
+                raise ValidationError(name, "does not apply to %s" % (
+                    "state=absent" if state == "absent" else "kind=%s" % kind))
+        self.options = {}
+        if state == "absent" or kind in ("ingress",):
+            return
+        if kind in ("htb", "tbf"):
+            self.options["rate"] = self._rate(rate, rate_per_cpu, cpus, min_rate, max_rate)
+            self.options["burst"] = (parse_size("burst", burst) if burst is not None
+                                     else default_burst(self.options["rate"]))
+        if kind == "htb":
+            self.options["ceil"] = parse_rate("ceil", ceil) if ceil is not None else self.options["rate"]
+            if self.options["ceil"] < self.options["rate"]:
+                raise ValidationError("ceil", "%s is below rate %s" % (
+                    format_rate(self.options["ceil"]), format_rate(self.options["rate"])))
+            self.options["cburst"] = parse_size("cburst", cburst) if cburst is not None else self.options["burst"]
+            leaf = "fq_codel" if leaf is None else leaf
+            if leaf not in LEAVES:
+                raise ValidationError("leaf", "%r is not one of %s" % (leaf, ", ".join(LEAVES)))
+            self.leaf = leaf
+            self.leaf_options = self._leaf_options(leaf, flows, target, interval, ecn, limit)
+        if kind == "tbf":
+            self.options["latency"] = parse_time("latency", latency if latency is not None else "50ms")
+        if kind in ("fq_codel", "pfifo"):
+            self.options = self._leaf_options(kind, flows, target, interval, ecn, limit)
+
+    @staticmethod
+    def _rate(rate, rate_per_cpu, cpus, min_rate, max_rate):
+        if rate is not None and rate_per_cpu is not None:
+            raise ValidationError("rate", "give either rate or rate_per_cpu (with cpus), not both")
+        if rate is not None:
+            if cpus is not None:
+                raise ValidationError("cpus", "only applies with rate_per_cpu")
+            value = parse_rate("rate", rate)
+        elif rate_per_cpu is not None:
+            if cpus is None:
+                raise ValidationError("cpus", "required with rate_per_cpu (the container's CPU share)")
+            if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
+                raise ValidationError("cpus", "%r is not a positive number of CPUs" % (cpus,))
+            value = int(round(parse_rate("rate_per_cpu", rate_per_cpu) * cpus))
+        else:
+            raise ValidationError("rate", "required (or rate_per_cpu with cpus)")
+        low = parse_rate("min_rate", min_rate) if min_rate is not None else None
+        high = parse_rate("max_rate", max_rate) if max_rate is not None else None
+        if low is not None and high is not None and low > high:
+            raise ValidationError("min_rate", "%s is above max_rate %s" % (format_rate(low), format_rate(high)))
+        if low is not None:
+            value = max(value, low)
+        if high is not None:
+            value = min(value, high)
+        if value > MAX_RATE:
+            raise ValidationError("rate_per_cpu" if rate_per_cpu is not None else "rate",
+                                  "%d bytes/s is above the largest supported rate, %d" % (value, MAX_RATE))
+        return value
+
+    @staticmethod
+    def _leaf_options(kind, flows, target, interval, ecn, limit):
+        options = {}
+        if kind != "fq_codel":
+            for name, value in (("flows", flows), ("target", target), ("interval", interval), ("ecn", ecn)):
+                if value is not None:
+                    raise ValidationError(name, "only applies to fq_codel")
+        if kind == "none" and limit is not None:
+            raise ValidationError("limit", "does not apply to leaf=none")
+        if limit is not None:
+            options["limit"] = _count("limit", limit, 1)
+        elif kind == "pfifo":
+            options["limit"] = PFIFO_DEFAULT_LIMIT  # always sent: some pyroute2 versions send 0 otherwise
+        if kind == "fq_codel":
+            if flows is not None:
+                options["flows"] = _count("flows", flows, 1, 65536)
+            if target is not None:
+                options["target"] = parse_time("target", target)
+            if interval is not None:
+                options["interval"] = parse_time("interval", interval)
+            if "target" in options and "interval" in options and options["target"] > options["interval"]:
+                raise ValidationError("target", "%dus is longer than interval %dus" % (
+                    options["target"], options["interval"]))
+            if ecn is not None:
+                if not isinstance(ecn, bool):
+                    raise ValidationError("ecn", "%r is not true or false" % (ecn,))
+                options["ecn"] = ecn
+        return options
+
+    def desired(self):
+        """The qdisc as ``view()`` would show it once converged (managed options only)."""
+        if self.state == "absent":
+            return None
+        view = {"kind": self.kind}
+        if self.kind == "htb":
+            view["class"] = dict((k, self.options[k]) for k in ("rate", "ceil", "burst", "cburst"))
+            view["leaf"] = dict(self.leaf_options, kind=self.leaf) if self.leaf != "none" else None
+        else:
+            view.update(self.options)
+        return view
+
+
+def _count(field, value, low, high=MAX_RATE):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(field, "%r is not a whole number between %d and %d" % (value, low, high))
+    return value
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def _stats(msg):
+    stats2 = msg.get_attr("TCA_STATS2")
+    out = {"bytes": 0, "packets": 0, "drops": 0, "overlimits": 0, "requeues": 0, "qlen": 0, "backlog": 0}
+    if stats2 is None:
+        return out
+    basic = stats2.get_attr("TCA_STATS_BASIC") or {}
+    queue = stats2.get_attr("TCA_STATS_QUEUE") or {}
+    for key in ("bytes", "packets"):
+        out[key] = basic.get(key, 0)
+    for key in ("drops", "overlimits", "requeues", "qlen", "backlog"):
+        out[key] = queue.get(key, 0)
+    return out
+
+
+def _attr(options, name):
+    if options is None or not hasattr(options, "get_attr"):
+        return None
+    return options.get_attr(name)
+
+
+def _qdisc_view(msg):
+    """What we manage of one qdisc message, in the units of the spec."""
+    kind = msg.get_attr("TCA_KIND")
+    options = msg.get_attr("TCA_OPTIONS")
+    view = {"kind": kind, "handle": msg["handle"]}
+    if kind == "htb":
+        init = _attr(options, "TCA_HTB_INIT") or {}
+        view["default_class"] = init.get("defcls")
+    elif kind == "tbf":
+        parms = _attr(options, "TCA_TBF_PARMS") or {}
+        rate = parms.get("rate", 0)
+        burst = int(round(ticks_to_bytes(parms.get("buffer", 0), rate))) if rate else 0
+        view.update(rate=rate, burst=burst,
+                    latency=int(round((parms.get("limit", 0) - burst) * 1e6 / rate)) if rate else 0,
+                    limit_bytes=parms.get("limit", 0))
+    elif kind == "fq_codel":
+        for name in FQ_CODEL_OPTIONS:
+            value = _attr(options, "TCA_FQ_CODEL_%s" % name.upper())
+            if value is not None:
+                view[name] = bool(value) if name == "ecn" else value
+    elif kind in ("pfifo", "bfifo"):
+        if isinstance(options, dict) or hasattr(options, "get"):
+            view["limit"] = options.get("limit")
+    return view
+
+
+def _class_view(msg):
+    parms = _attr(msg.get_attr("TCA_OPTIONS"), "TCA_HTB_PARMS") or {}
+    rate, ceil = parms.get("rate", 0), parms.get("ceil", 0)
+    return {"rate": rate, "ceil": ceil,
+            "burst": int(round(ticks_to_bytes(parms.get("buffer", 0), rate))) if rate else 0,
+            "cburst": int(round(ticks_to_bytes(parms.get("cbuffer", 0), ceil))) if ceil else 0}
+
+
+def read_device(ipr, index):
+    """Root and ingress qdiscs of a device, with an htb root's default class and its leaf."""
+    qdiscs = [m for m in ipr.get_qdiscs(index=index) if m["index"] == index]
+    state = {"root": None, "ingress": None, "class": None, "leaf": None, "stats": {}}
+    root_msg = None
+    for msg in qdiscs:
+        if msg["parent"] == TC_H_ROOT:
+            root_msg = msg
+            state["root"] = _qdisc_view(msg)
+            state["stats"]["qdisc"] = _stats(msg)
+        elif msg["parent"] == TC_H_INGRESS:
+            state["ingress"] = _qdisc_view(msg)
+    root = state["root"]
+    if root is not None and root["kind"] == "htb" and root_msg is not None:
+        classid = (root["handle"] & 0xFFFF0000) | (root.get("default_class") or 0)
+        for msg in ipr.get_classes(index=index):
+            if msg["index"] == index and msg["handle"] == classid and msg.get_attr("TCA_KIND") == "htb":
+                state["class"] = _class_view(msg)
+                state["class"]["handle"] = classid
+                state["stats"]["class"] = _stats(msg)
+        for msg in qdiscs:
+            if msg["parent"] == classid and msg["handle"] != 0:
+                state["leaf"] = _qdisc_view(msg)
+                state["stats"]["leaf"] = _stats(msg)
+    return state
+
+
+def handle_str(handle):
+    return "%x:" % (handle >> 16) if handle & 0xFFFF == 0 else "%x:%x" % (handle >> 16, handle & 0xFFFF)
+
+
+def public_view(state, ingress):
+    """The qdisc as the user sees it in diff and return values (rates in bytes per second)."""
+    if ingress:
+        return {"kind": "ingress"} if state["ingress"] else None
+    root = state["root"]
+    if root is None:
+        return None
+    view = dict((k, v) for k, v in root.items() if k not in ("handle", "default_class", "limit_bytes"))
+    view["handle"] = handle_str(root["handle"])
+    if root["handle"] == 0:
+        view["default"] = True  # the kernel's own choice (noqueue, pfifo_fast, mq, ...)
+    if root["kind"] == "htb":
+        view["class"] = dict((k, v) for k, v in (state["class"] or {}).items() if k != "handle") or None
+        leaf = state["leaf"]
+        view["leaf"] = dict((k, v) for k, v in leaf.items() if k != "handle") if leaf else None
+    return view
+
+
+def _leaf_matches(actual, kind, options):
+    if kind == "none":
+        return actual is None
+    if actual is None or actual["kind"] != kind:
+        return False
+    return all(actual.get(k) == v for k, v in options.items())
+
+
+def root_matches(spec, state):
+    root = state["root"]
+    if root is None or root["kind"] != spec.kind or root["handle"] == 0:
+        return False
+    if spec.kind == "htb":
+        return root.get("default_class") == CLASS_MINOR and state["class"] is not None
+    return True
+
+
+def _class_matches(spec, cls):
+    o = spec.options
+    return (cls is not None and cls["rate"] == o["rate"] and cls["ceil"] == o["ceil"]
+            and bursts_equal(cls["burst"], o["burst"], o["rate"]) and bursts_equal(cls["cburst"], o["cburst"], o["ceil"]))
+
+
+def _tbf_matches(spec, root):
+    o = spec.options
+    return (root["rate"] == o["rate"] and bursts_equal(root["burst"], o["burst"], o["rate"])
+            and abs(root["latency"] - o["latency"]) <= 2 + o["latency"] // 1000)
+
+
+# -- planning -----------------------------------------------------------------------------------
+
+def _describe_root(view):
+    if view is None:
+        return "the default qdisc"
+    if view["handle"] == 0:
+        return "the default %s" % view["kind"]
+    return "%s %s" % (view["kind"], handle_str(view["handle"]))
+
+
+def plan(spec, ipr, index):
+    state = read_device(ipr, index)
+    actions = []
+    if spec.ingress or (spec.state == "absent" and spec.kind == "ingress"):
+        if spec.state == "present" and state["ingress"] is None:
+            actions.append({"action": "add_ingress"})
+        elif spec.state == "absent" and state["ingress"] is not None:
+            actions.append({"action": "del_ingress"})
+        return actions, state
+    root = state["root"]
+    if spec.state == "absent":
+        if root is not None and root["handle"] != 0:
+            actions.append({"action": "del_root", "old": state})
+        return actions, state
+    if not root_matches(spec, state):
+        new_handle = 0x20000 if root is not None and root["handle"] == 0x10000 else 0x10000
+        actions.append({"action": "graft_root", "handle": new_handle, "old": state})
+        if spec.kind == "htb":
+            actions.append({"action": "add_class", "handle": new_handle | CLASS_MINOR})
+            if spec.leaf != "none":
+                actions.append({"action": "add_leaf", "parent": new_handle | CLASS_MINOR})
+        return actions, state
+    handle = root["handle"]
+    if spec.kind == "htb":
+        if not _class_matches(spec, state["class"]):
+            actions.append({"action": "change_class", "handle": handle | CLASS_MINOR, "old": state["class"]})
+        if not _leaf_matches(state["leaf"], spec.leaf, spec.leaf_options):
+            old_leaf = state["leaf"]
+            if old_leaf is not None and spec.leaf != "none" and old_leaf["kind"] == spec.leaf:
+                actions.append({"action": "change_leaf", "handle": old_leaf["handle"],
+                                "parent": handle | CLASS_MINOR, "old": old_leaf})
+            else:
+                if old_leaf is not None:
+                    actions.append({"action": "del_leaf", "handle": old_leaf["handle"],
+                                    "parent": handle | CLASS_MINOR, "old": old_leaf})
+                if spec.leaf != "none":
+                    actions.append({"action": "add_leaf", "parent": handle | CLASS_MINOR})
+    elif spec.kind == "tbf":
+        if not _tbf_matches(spec, root):
+            actions.append({"action": "change_root", "handle": handle, "old": root})
+    else:
+        if not _leaf_matches(root, spec.kind, spec.options):
+            actions.append({"action": "change_root", "handle": handle, "old": root})
+    return actions, state
+
+
+def describe(spec, action):
+    kind = action["action"]
+    dev = spec.device
+    if kind == "add_ingress":
+        return "add ingress qdisc on %s" % dev
+    if kind == "del_ingress":
+        return "delete ingress qdisc on %s (and the filters on it)" % dev
+    if kind == "del_root":
+        return "delete root qdisc %s on %s (the kernel's default comes back)" % (
+            _describe_root(action["old"]["root"]), dev)
+    if kind == "graft_root":
+        return "replace root qdisc %s on %s with %s %s" % (
+            _describe_root(action["old"]["root"]), dev, spec.kind, handle_str(action["handle"]))
+    o = spec.options
+    if kind in ("add_class", "change_class"):
+        text = "rate %s ceil %s burst %d cburst %d" % (format_rate(o["rate"]), format_rate(o["ceil"]), o["burst"],
+                                                       o["cburst"])
+        if kind == "add_class":
+            return "add htb class %s %s on %s" % (handle_str(action["handle"]), text, dev)
+        old = action["old"]
+        return "change htb class %s on %s: %s (was rate %s ceil %s burst %d cburst %d)" % (
+            handle_str(action["handle"]), dev, text, format_rate(old["rate"]), format_rate(old["ceil"]),
+            old["burst"], old["cburst"])
+    if kind == "add_leaf":
+        return "add %s leaf %s under class %s on %s" % (spec.leaf, _options_text(spec.leaf_options),
+                                                        handle_str(action["parent"]), dev)
+    if kind == "del_leaf":
+        return "delete %s leaf under class %s on %s" % (action["old"]["kind"], handle_str(action["parent"]), dev)
+    if kind == "change_leaf":
+        return "change %s leaf under class %s on %s: %s" % (spec.leaf, handle_str(action["parent"]), dev,
+                                                            _options_text(spec.leaf_options))
+    return "change root %s %s on %s: %s" % (spec.kind, handle_str(action["handle"]), dev, _options_text(o))
+
+
+def _options_text(options):
+    parts = []
+    for key in sorted(options):
+        value = options[key]
+        if key == "rate":
+            value = format_rate(value)
+        elif key in ("target", "interval", "latency"):
+            value = "%dus" % value
+        parts.append("%s %s" % (key, str(value).lower()))
+    return ("(%s)" % ", ".join(parts)) if parts else "(kernel defaults)"
+
+
+# -- applying -----------------------------------------------------------------------------------
+
+def _fq_codel_kwargs(options):
+    kwargs = {}
+    for name, value in options.items():
+        if name in ("target", "interval"):
+            kwargs["fqc_" + name] = "%dus" % value
+        elif name == "ecn":
+            kwargs["fqc_ecn"] = 1 if value else 0
+        else:
+            kwargs["fqc_" + name] = value
+    return kwargs
+
+
+def qdisc_kwargs(kind, options):
+    """The pyroute2 ``tc()`` keyword arguments for a qdisc of ``kind`` with spec ``options``."""
+    if kind == "htb":
+        return {"default": CLASS_MINOR}
+    if kind == "tbf":
+        return {"rate": options["rate"], "burst": options["burst"], "latency": "%dus" % options["latency"]}
+    if kind == "fq_codel":
+        return _fq_codel_kwargs(options)
+    if kind == "pfifo":
+        return {"limit": options["limit"]} if "limit" in options else {}
+    return {}
+
+
+def class_kwargs(options, root_handle):
+    return {"parent": root_handle, "rate": options["rate"], "ceil": options["ceil"], "burst": options["burst"],
+            "cburst": options["cburst"]}
+
+
+def _missing(kind, parent):
+    return ValidationError("leaf" if parent not in (None, TC_H_ROOT) else "kind",
+                           "this kernel has no %s qdisc (sch_%s is not built in or loaded)" % (kind, kind))
+
+
+def _tc(ipr, *args, **kwargs):
+    """``ipr.tc`` for a qdisc we add: a kind the kernel lacks becomes an error naming the option."""
+    try:
+        return ipr.tc(*args, **kwargs)
+    except netlink.NetlinkError as exc:
+        if exc.code == errno.ENOENT and args[0] in ("add", "replace"):
+            raise _missing(args[1], kwargs.get("parent"))
+        raise
+
+
+def _added_kinds(spec, actions):
+    """(kind, field) of every qdisc the plan adds."""
+    out = []
+    for action in actions:
+        if action["action"] == "graft_root":
+            out.append((spec.kind, "kind"))
+        elif action["action"] == "add_leaf":
+            out.append((spec.leaf, "leaf"))
+        elif action["action"] == "add_ingress":
+            out.append(("ingress", "kind"))
+    return out
+
+
+def _restore(ipr, index, old):
+    """Put back a root qdisc described by ``read_device`` (the kernel default: delete ours)."""
+    _delete_root(ipr, index)
+    root = old["root"]
+    if root is None or root["handle"] == 0:
+        return
+    kind = root["kind"]
+    if kind == "htb" and old["class"] is not None:
+        ipr.tc("add", "htb", index, root["handle"], default=root.get("default_class") or CLASS_MINOR)
+        ipr.tc("add-class", "htb", index, old["class"]["handle"], **class_kwargs(old["class"], root["handle"]))
+        leaf = old["leaf"]
+        if leaf is not None:
+            ipr.tc("add", leaf["kind"], index, leaf["handle"], parent=old["class"]["handle"],
+                   **qdisc_kwargs(leaf["kind"], leaf))
+    elif kind in ("tbf", "fq_codel", "pfifo"):
+        ipr.tc("add", kind, index, root["handle"], **qdisc_kwargs(kind, root))
+    else:
+        raise RuntimeError("cannot put back the previous %s qdisc; the kernel's default is in place" % kind)
+
+
+def _delete_root(ipr, index):
+    try:
+        ipr.tc("del", None, index, 0, parent=TC_H_ROOT)
+    except netlink.NetlinkError as exc:
+        if exc.code not in (errno.ENOENT, errno.EINVAL):  # nothing but the default there
+            raise
+
+
+def _step(spec, ipr, index, action):
+    kind = action["action"]
+    if kind == "add_ingress":
+        return (lambda: _tc(ipr, "add", "ingress", index, INGRESS_HANDLE),
+                lambda: ipr.tc("del", None, index, INGRESS_HANDLE, parent=TC_H_INGRESS))
+    if kind == "del_ingress":
+        return (lambda: ipr.tc("del", None, index, INGRESS_HANDLE, parent=TC_H_INGRESS),
+                lambda: ipr.tc("add", "ingress", index, INGRESS_HANDLE))
+    if kind == "del_root":
+        return (lambda: _delete_root(ipr, index)), (lambda: _restore(ipr, index, action["old"]))
+    if kind == "graft_root":
+        return ((lambda: _tc(ipr, "replace", spec.kind, index, action["handle"],
+                             **qdisc_kwargs(spec.kind, spec.options))),
+                (lambda: _restore(ipr, index, action["old"])))
+    if kind == "add_class":
+        return (lambda: ipr.tc("add-class", "htb", index, action["handle"],
+                               **class_kwargs(spec.options, action["handle"] & 0xFFFF0000))), None
+    if kind == "change_class":
+        old = action["old"]
+        return ((lambda: ipr.tc("change-class", "htb", index, action["handle"],
+                                **class_kwargs(spec.options, action["handle"] & 0xFFFF0000))),
+                (lambda: ipr.tc("change-class", "htb", index, action["handle"],
+                                **class_kwargs(old, action["handle"] & 0xFFFF0000))))
+    if kind == "add_leaf":
+        return ((lambda: _tc(ipr, "add", spec.leaf, index, LEAF_HANDLE, parent=action["parent"],
+                             **qdisc_kwargs(spec.leaf, spec.leaf_options))),
+                (lambda: ipr.tc("del", None, index, LEAF_HANDLE, parent=action["parent"])))
+    if kind == "del_leaf":
+        old = action["old"]
+        return ((lambda: ipr.tc("del", None, index, old["handle"], parent=action["parent"])),
+                (lambda: ipr.tc("add", old["kind"], index, old["handle"], parent=action["parent"],
+                                **qdisc_kwargs(old["kind"], old))))
+    if kind == "change_leaf":
+        old = action["old"]
+        return ((lambda: ipr.tc("change", spec.leaf, index, old["handle"], parent=action["parent"],
+                                **qdisc_kwargs(spec.leaf, spec.leaf_options))),
+                (lambda: ipr.tc("change", old["kind"], index, old["handle"], parent=action["parent"],
+                                **qdisc_kwargs(old["kind"], old))))
+    if kind == "change_root":
+        old = action["old"]
+        return ((lambda: ipr.tc("change", spec.kind, index, action["handle"], **qdisc_kwargs(spec.kind, spec.options))),
+                (lambda: ipr.tc("change", old["kind"], index, action["handle"], **qdisc_kwargs(old["kind"], old))))
+    raise ValueError("unknown action %r" % kind)
+
+
+def statistics(state, spec_kind=None):
+    """Counters the way Mesos reports them: the rate limiter (bw_limit) and the AQM (bloat_reduction)."""
+    stats = state["stats"]
+    root = state["root"]
+    out = {}
+    if "qdisc" in stats:
+        out["qdisc"] = stats["qdisc"]
+    if root is not None and root["kind"] == "htb" and "class" in stats:
+        out["bw_limit"] = stats["class"]
+        leaf = state["leaf"]
+        if leaf is not None and leaf["kind"] == "fq_codel":
+            out["bloat_reduction"] = stats["leaf"]
+    elif root is not None and root["kind"] == "tbf":
+        out["bw_limit"] = stats["qdisc"]
+    elif root is not None and root["kind"] == "fq_codel":
+        out["bloat_reduction"] = stats["qdisc"]
+    return out
+
+
+def converge(spec, check_mode=False):
+    """Plan, and unless ``check_mode``, apply. Returns actions, changes, before, after, qdisc, statistics."""
+    ipr = netlink.open_iproute(spec.netns)
+    try:
+        found = ipr.link_lookup(ifname=spec.device)
+        if not found:
+            raise ValidationError("device", "no device %s in namespace %s" % (spec.device, spec.netns_label))
+        index = found[0]
+        actions, state = plan(spec, ipr, index)
+        before = public_view(state, spec.ingress)
+        result = {"actions": actions, "changes": [describe(spec, a) for a in actions], "before": before}
+        if actions and check_mode:
+            # the real run would learn it from the kernel's refusal: check mode asks a throwaway namespace
+            for kind, field in _added_kinds(spec, actions):
+                reason = capabilities.qdisc_unsupported(kind)
+                if reason:
+                    raise ValidationError(field, reason)
+        if actions and not check_mode:
+            txn = Transaction()
+            steps = []
+            for action, text in zip(actions, result["changes"]):
+                do, undo = _step(spec, ipr, index, action)
+                steps.append(lambda t, d=text, do=do, undo=undo: t.step(d, do, undo))
+            try:
+                txn.run(spec.device, steps)
+            except Exception as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ValidationError) and "rolled back cleanly" in str(exc):
+                    raise cause  # a qdisc the kernel lacks: refused, and what came before it undone
+                raise
+            state = read_device(ipr, index)
+            result["after"] = public_view(state, spec.ingress)
+        elif actions:
+            result["after"] = _predict(spec, state)
+        else:
+            result["after"] = before
+        result["qdisc"] = public_view(state, spec.ingress) if spec.state == "present" else None
+        result["statistics"] = statistics(state) if not spec.ingress else {}
+        return result
+    finally:
+        ipr.close()
+
+
+def _predict(spec, state):
+    """The view check mode promises (options the kernel fills in are left out)."""
+    if spec.ingress:
+        return {"kind": "ingress"} if spec.state == "present" else None
+    if spec.state == "absent":
+        return {"kind": "(kernel default)", "default": True}
+    desired = spec.desired()
+    root = state["root"]
+    if root_matches(spec, state):
+        desired["handle"] = handle_str(root["handle"])
+    else:
+        desired["handle"] = handle_str(0x20000 if root is not None and root["handle"] == 0x10000 else 0x10000)
+    return desired
+
+

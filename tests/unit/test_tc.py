@@ -1,0 +1,167 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The qdisc core without a kernel: units, validation, and the netlink requests it makes.
+
+fq_codel is not built into the build host's kernel, so what the module asks the kernel for an
+fq_codel leaf is checked here, down to the encoded TCA_FQ_CODEL_* attributes.
+"""
+
+import pytest
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.tcmsg import sched_fq_codel, tcmsg
+
+from module_utils import tc
+from module_utils.errors import ValidationError
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("10mbit", 1250000), ("1.5gbit", 187500000), ("800kbit", 100000), ("125kbps", 125000),
+    ("1250000", 1250000), (1250000, 1250000), ("10Mbit", 1250000), ("1mibit", 131072), ("8bit", 1),
+])
+def test_rates(text, expected):
+    assert tc.parse_rate("rate", text) == expected
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("10 mbit/s", "not a rate"), ("-1", "not a rate"), (-1, "negative"), ("10mbits", "unknown unit"),
+    ("", "not a rate"), ("fast", "not a rate"), ("0", "below one byte"), ("40gbit", "above the largest"),
+    (True, "not a rate"),
+])
+def test_bad_rates_name_the_field(text, reason):
+    with pytest.raises(ValidationError) as err:
+        tc.parse_rate("rate", text)
+    assert err.value.field == "rate" and reason in err.value.reason
+
+
+def test_sizes_and_times():
+    assert tc.parse_size("burst", "32kb") == 32768
+    assert tc.parse_size("burst", "15140") == 15140
+    assert tc.parse_size("burst", "1m") == 1048576
+    assert tc.parse_time("target", "5ms") == 5000
+    assert tc.parse_time("target", "100us") == 100
+    assert tc.parse_time("target", "1s") == 1000000
+    with pytest.raises(ValidationError, match="unknown unit"):
+        tc.parse_time("target", "5min")
+
+
+def test_format_rate_round_trips():
+    for text in ("10mbit", "1gbit", "800kbit", "12500kbit"):
+        rate = tc.parse_rate("rate", text)
+        assert tc.parse_rate("rate", tc.format_rate(rate)) == rate
+
+
+def test_per_cpu_rate_is_bounded():
+    spec = tc.QdiscSpec("lo", kind="htb", rate_per_cpu="5mbit", cpus=2.5, leaf="pfifo")
+    assert spec.options["rate"] == 1562500  # 12.5 Mbit/s
+    spec = tc.QdiscSpec("lo", kind="htb", rate_per_cpu="5mbit", cpus=64, max_rate="100mbit", leaf="pfifo")
+    assert spec.options["rate"] == 12500000
+    spec = tc.QdiscSpec("lo", kind="tbf", rate_per_cpu="1mbit", cpus=0.1, min_rate="1mbit")
+    assert spec.options["rate"] == 125000
+
+
+@pytest.mark.parametrize("kwargs,field,reason", [
+    ({"kind": "htb"}, "rate", "required"),
+    ({"kind": "htb", "rate": "10mbit", "rate_per_cpu": "1mbit", "cpus": 1}, "rate", "not both"),
+    ({"kind": "htb", "rate_per_cpu": "1mbit"}, "cpus", "required"),
+    ({"kind": "htb", "rate_per_cpu": "1mbit", "cpus": 0}, "cpus", "positive"),
+    ({"kind": "htb", "rate": "10mbit", "ceil": "5mbit"}, "ceil", "below rate"),
+    ({"kind": "htb", "rate": "10mbit", "leaf": "sfq"}, "leaf", "not one of"),
+    ({"kind": "htb", "rate": "10mbit", "leaf": "pfifo", "flows": 10}, "flows", "only applies to fq_codel"),
+    ({"kind": "htb", "rate": "10mbit", "min_rate": "5mbit", "max_rate": "1mbit"}, "min_rate", "above max_rate"),
+    ({"kind": "tbf", "rate": "10mbit", "leaf": "pfifo"}, "leaf", "does not apply to kind=tbf"),
+    ({"kind": "fq_codel", "target": "200ms", "interval": "100ms"}, "target", "longer than interval"),
+    ({"kind": "fq_codel", "flows": 0}, "flows", "between 1 and 65536"),
+    ({"kind": "fq_codel", "ecn": "yes"}, "ecn", "true or false"),
+    ({"kind": "ingress", "rate": "1mbit"}, "rate", "does not apply to kind=ingress"),
+    ({"kind": "pfifo", "limit": 0}, "limit", "between 1"),
+    ({"kind": "red"}, "kind", "not one of"),
+    ({}, "kind", "required"),
+    ({"state": "absent", "rate": "1mbit"}, "rate", "does not apply to state=absent"),
+])
+def test_bad_specs_name_the_field(kwargs, field, reason):
+    with pytest.raises(ValidationError) as err:
+        tc.QdiscSpec("lo", **kwargs)
+    assert err.value.field == field and reason in err.value.reason, str(err.value)
+
+
+def test_bursts_tolerate_tick_rounding():
+    rate = tc.parse_rate("rate", "50mbit")
+    ticks = int(int(1e6 * 65536 / rate) * tc._tick_in_usec())  # what the kernel keeps
+    assert tc.bursts_equal(tc.ticks_to_bytes(ticks, rate), 65536, rate)
+    assert not tc.bursts_equal(tc.ticks_to_bytes(ticks, rate), 70000, rate)
+
+
+class FakeIpr:
+    """Records tc requests; refuses the qdisc kinds in ``missing`` as a kernel without them does."""
+
+    def __init__(self, missing=()):
+        self.calls = []
+        self.missing = missing
+
+    def link_lookup(self, ifname):
+        return [7]
+
+    def get_qdiscs(self, index):
+        return []
+
+    def get_classes(self, index):
+        return []
+
+    def tc(self, command, kind, index, handle=0, **kwargs):
+        if kind in self.missing and command in ("add", "replace"):
+            raise NetlinkError(2, "No such file or directory")
+        self.calls.append((command, kind, index, handle, kwargs))
+
+    def close(self):
+        pass
+
+
+def _converge(monkeypatch, fake, **kwargs):
+    monkeypatch.setattr(tc.netlink, "open_iproute", lambda path=None: fake)
+    return tc.converge(tc.QdiscSpec("veth0", **kwargs))
+
+
+def test_htb_with_fq_codel_leaf_sends_the_options_given(monkeypatch):
+    fake = FakeIpr()
+    _converge(monkeypatch, fake, kind="htb", rate="10mbit", leaf="fq_codel", flows=2048, target="5ms",
+              interval="100ms", ecn=True, limit=10240)
+    (graft, cls, leaf) = fake.calls
+    assert graft[:4] == ("replace", "htb", 7, 0x10000) and graft[4] == {"default": 0x10}
+    assert cls[:4] == ("add-class", "htb", 7, 0x10010)
+    assert cls[4] == {"parent": 0x10000, "rate": 1250000, "ceil": 1250000, "burst": 15140, "cburst": 15140}
+    assert leaf[:4] == ("add", "fq_codel", 7, 0x100000) and leaf[4]["parent"] == 0x10010
+    # encode the request as pyroute2 sends it, then decode it as the kernel would read it
+    options = dict(leaf[4])
+    del options["parent"]
+    msg = tcmsg()
+    msg["index"], msg["handle"], msg["parent"] = 7, 0x100000, 0x10010
+    msg["attrs"] = [["TCA_KIND", "fq_codel"], ["TCA_OPTIONS", sched_fq_codel.get_parameters(options)]]
+    msg.encode()
+    sent = tcmsg(msg.data)
+    sent.decode()
+    attrs = dict(sent.get_attr("TCA_OPTIONS")["attrs"])
+    assert sent.get_attr("TCA_KIND") == "fq_codel"
+    assert attrs == {"TCA_FQ_CODEL_FLOWS": 2048, "TCA_FQ_CODEL_TARGET": 5000, "TCA_FQ_CODEL_INTERVAL": 100000,
+                     "TCA_FQ_CODEL_ECN": 1, "TCA_FQ_CODEL_LIMIT": 10240}
+
+
+def test_fq_codel_with_kernel_defaults_sends_no_options(monkeypatch):
+    fake = FakeIpr()
+    _converge(monkeypatch, fake, kind="fq_codel")
+    assert fake.calls == [("replace", "fq_codel", 7, 0x10000, {})]
+
+
+def test_missing_fq_codel_is_named_and_the_graft_is_undone(monkeypatch):
+    fake = FakeIpr(missing=("fq_codel",))
+    with pytest.raises(ValidationError) as err:
+        _converge(monkeypatch, fake, kind="htb", rate="10mbit", leaf="fq_codel")
+    assert err.value.field == "leaf" and "sch_fq_codel" in err.value.reason
+    # the htb root and class went in, then the root was deleted again (the kernel default comes back)
+    assert [c[:2] for c in fake.calls] == [("replace", "htb"), ("add-class", "htb"), ("del", None)]
+    with pytest.raises(ValidationError) as err:
+        _converge(monkeypatch, FakeIpr(missing=("fq_codel",)), kind="fq_codel")
+    assert err.value.field == "kind" and "sch_fq_codel" in err.value.reason
+
+
+def test_pfifo_limit_is_always_sent():
+    assert tc.qdisc_kwargs("pfifo", tc.QdiscSpec("lo", kind="pfifo").options) == {"limit": 1000}

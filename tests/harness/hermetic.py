@@ -137,7 +137,8 @@ class HermeticHost:
         }
         view["qdiscs"] = self._json((["tc", "-n", netns] if netns else ["tc"]) + ["-j", "qdisc", "show"])
         # classes and filters of every device (listed without counters): a rate or a filter change shows
-        script = ("cd /sys/class/net && for d in *; do echo \"== $d\"; tc class show dev $d;"
+        script = ("echo ip_local_port_range $(cat /proc/sys/net/ipv4/ip_local_port_range);"
+                  " cd /sys/class/net && for d in *; do echo \"== $d\"; tc class show dev $d;"
                   " tc filter show dev $d ingress; tc filter show dev $d; done")
         view["tc"] = self.run((["ip", "netns", "exec", netns] if netns else []) + ["sh", "-c", script],
                               check=False).stdout
@@ -161,6 +162,9 @@ class HermeticHost:
         files = self.sh(
             "for d in /run/netns /run/mesos /run/hostnet; do "
             "[ -d $d ] && find $d -printf '%p %y %l\\n'; done; true").stdout.splitlines()
+        # and what our state files say (allocations are state a module manages)
+        files += self.sh("find /run/hostnet -type f -name '*.json' -exec sh -c 'echo \"$1:\"; cat \"$1\"' _ {} \\;"
+                         " 2>/dev/null; true").stdout.splitlines()
         mounts = sorted(line.split()[4] for line in open("/proc/%d/mountinfo" % self.pid)
                         if line.split()[4].startswith("/run/"))
         snap = {

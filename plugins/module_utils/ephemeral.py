@@ -1,0 +1,240 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ephemeral port ranges for containers that share the host's IP (Mesos' EphemeralPortsAllocator).
+
+Each container gets one power-of-two sized, aligned range: outgoing connections from the container
+take their source ports from it (written to the container namespace's ``ip_local_port_range``), so
+the replies can be redirected to it by port. Ranges never overlap the agent's port resources, ports
+below 1024, the host's own ``ip_local_port_range`` or another container's range.
+
+Allocations live in a JSON state file (under /run by default: they outlive restarts of whatever
+calls us, not a reboot, which also ends every container), written atomically under a lock.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import fcntl
+import json
+import os
+import tempfile
+
+from . import nsutil, portranges
+from .errors import ValidationError
+
+DEFAULT_STATE_FILE = "/run/hostnet/ephemeral-ports.json"
+SYSCTL = "/proc/sys/net/ipv4/ip_local_port_range"
+LOCK_DIR = "/run/lock"
+
+
+def _power_of_two(field, value, low=8, high=32768):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or value > high or value & (value - 1):
+        raise ValidationError(field, "%r is not a power of two between %d and %d" % (value, low, high))
+    return value
+
+
+class EphemeralSpec:
+    def __init__(self, container, state="present", netns=None, netns_pid=None, netns_dir=nsutil.DEFAULT_NETNS_DIR,
+                 size=1024, agent_ports=None, pool=None, requested=None, state_file=DEFAULT_STATE_FILE):
+        if state not in ("present", "absent"):
+            raise ValidationError("state", "%r is not one of present, absent" % (state,))
+        self.state = state
+        if not isinstance(container, str) or not container.strip() or len(container) > 255:
+            raise ValidationError("container", "%r is not a container id (1-255 characters)" % (container,))
+        self.container = container
+        if not isinstance(state_file, str) or not state_file.startswith("/"):
+            raise ValidationError("state_file", "%r is not an absolute path" % (state_file,))
+        self.state_file = state_file
+        self.netns = None
+        self.netns_label = None
+        if state == "absent":
+            return
+        if netns is not None and netns_pid is not None:
+            raise ValidationError("netns", "give either netns or netns_pid, not both")
+        if netns is None and netns_pid is None:
+            raise ValidationError("netns", "required (or netns_pid): the container's namespace gets the range")
+        self.netns_label = netns if netns is not None else "pid %d" % netns_pid
+        self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
+                                          name=netns, pid=netns_pid, netns_dir=netns_dir)
+        self.size = _power_of_two("size", size)
+        self.agent_ports = portranges.parse("agent_ports", agent_ports) if agent_ports is not None else []
+        self.pool = portranges.parse("pool", pool if pool is not None else "1024-65535", low=1024)
+        if not self.pool:
+            raise ValidationError("pool", "is empty")
+        self.requested = None
+        if requested is not None:
+            pairs = portranges.parse("range", requested, low=1024)
+            if len(pairs) != 1:
+                raise ValidationError("range", "%r is not one range (ip_local_port_range holds a single interval)"
+                                      % (requested,))
+            first, last = pairs[0]
+            count = last - first + 1
+            if count & (count - 1):
+                raise ValidationError("range", "%d-%d holds %d ports, not a power of two" % (first, last, count))
+            if first % count:
+                raise ValidationError("range", "%d-%d is not aligned: it must start at a multiple of %d"
+                                      % (first, last, count))
+            if size != 1024 and count != self.size:
+                raise ValidationError("range", "%d-%d holds %d ports but size is %d" % (first, last, count, size))
+            self.size = count
+            self.requested = (first, last)
+
+
+def host_port_range():
+    """The calling namespace's own ip_local_port_range as one (first, last) pair."""
+    with open(SYSCTL) as f:
+        first, last = [int(x) for x in f.read().split()]
+    return first, last
+
+
+def read_sysctl(netns):
+    with nsutil.entered(netns):
+        with open(SYSCTL) as f:
+            return tuple(int(x) for x in f.read().split())
+
+
+def write_sysctl(netns, pair):
+    with nsutil.entered(netns):
+        with open(SYSCTL, "w") as f:
+            f.write("%d %d\n" % pair)
+
+
+class StateFile:
+    """The allocations, {container: [first, last]}, read and written under an exclusive lock."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock_fd = None
+
+    def __enter__(self):
+        # the lock lives beside the port mapper's, so a rejected or check-mode run leaves no file behind
+        lock_dir = LOCK_DIR if os.path.isdir(LOCK_DIR) else os.path.dirname(self.path)
+        if not os.path.isdir(lock_dir):
+            os.makedirs(lock_dir, 0o755)
+        self.lock_fd = os.open(os.path.join(lock_dir, "hostnet-ephemeral-ports.lock"),
+                               os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.lock_fd)
+
+    def read(self):
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except (OSError, IOError) as exc:
+            if exc.errno == errno.ENOENT:
+                return {}
+            raise
+        except ValueError as exc:
+            raise ValidationError("state_file", "%s is not valid JSON (%s); move it away to start afresh"
+                                  % (self.path, exc))
+        allocations = data.get("allocations", {}) if isinstance(data, dict) else None
+        if not isinstance(allocations, dict):
+            raise ValidationError("state_file", "%s has no allocations map" % self.path)
+        return dict((k, tuple(v)) for k, v in allocations.items())
+
+    def write(self, allocations):
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd, tmp = tempfile.mkstemp(prefix=".ephemeral-", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"version": 1, "allocations": dict((k, list(v)) for k, v in sorted(allocations.items()))},
+                          f, indent=1, sort_keys=True)
+                f.write("\n")
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, self.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def _fmt(pair):
+    return "%d-%d" % pair if pair else None
+
+
+def allocate(spec, allocations, host_range):
+    """The container's range: kept when still valid, else the lowest free aligned block."""
+    others = [v for k, v in allocations.items() if k != spec.container]
+    forbidden = portranges.normalize(list(spec.agent_ports) + [host_range] + others + [(0, 1023)])
+    free = portranges.difference(spec.pool, forbidden)
+    if spec.requested is not None:
+        if not portranges.contains(free, [spec.requested]):
+            raise ValidationError("range", "%s overlaps %s" % (_fmt(spec.requested), _why(spec, spec.requested,
+                                                                                        allocations, host_range)))
+        return spec.requested
+    current = allocations.get(spec.container)
+    if current is not None and current[1] - current[0] + 1 == spec.size and portranges.contains(free, [current]):
+        return current
+    for first, last in free:
+        start = (first + spec.size - 1) // spec.size * spec.size
+        if start + spec.size - 1 <= last:
+            return (start, start + spec.size - 1)
+    raise ValidationError("size", "no free aligned block of %d ports is left: the pool %s minus the agent's ports "
+                          "(%s), the host's ip_local_port_range (%s) and %d other containers' ranges leaves %s"
+                          % (spec.size, portranges.format_set(spec.pool), portranges.format_set(spec.agent_ports)
+                             or "none", _fmt(host_range), len(others), portranges.format_set(free) or "nothing"))
+
+
+def _why(spec, pair, allocations, host_range):
+    block = [pair]
+    if portranges.intersection(block, [(0, 1023)]):
+        return "the privileged ports below 1024"
+    if portranges.intersection(block, spec.agent_ports):
+        return "the agent's ports %s" % portranges.format_set(spec.agent_ports)
+    if portranges.intersection(block, [host_range]):
+        return "the host's ip_local_port_range %s" % _fmt(host_range)
+    for name, other in sorted(allocations.items()):
+        if name != spec.container and portranges.intersection(block, [other]):
+            return "container %s's range %s" % (name, _fmt(other))
+    return "ports outside the pool %s" % portranges.format_set(spec.pool)
+
+
+def converge(spec, check_mode=False):
+    with StateFile(spec.state_file) as state:
+        allocations = state.read()
+        current = allocations.get(spec.container)
+        changes = []
+        if spec.state == "absent":
+            before = {"container": spec.container, "range": _fmt(current)}
+            if current is not None:
+                changes.append("release %s from %s" % (_fmt(current), spec.container))
+                if not check_mode:
+                    del allocations[spec.container]
+                    state.write(allocations)
+            return {"changes": changes, "before": before, "after": {"container": spec.container, "range": None},
+                    "range": None}
+        host_range = host_port_range()
+        wanted = allocate(spec, allocations, host_range)
+        sysctl = read_sysctl(spec.netns)
+        before = {"container": spec.container, "range": _fmt(current), "ip_local_port_range": _fmt(sysctl)}
+        after = {"container": spec.container, "range": _fmt(wanted), "ip_local_port_range": _fmt(wanted)}
+        if current != wanted:
+            changes.append("allocate %s to %s%s" % (_fmt(wanted), spec.container,
+                                                   " (was %s)" % _fmt(current) if current else ""))
+        if sysctl != wanted:
+            changes.append("set ip_local_port_range in %s to %s (was %s)" % (spec.netns_label, _fmt(wanted),
+                                                                           _fmt(sysctl)))
+        if changes and not check_mode:
+            if current != wanted:
+                allocations[spec.container] = wanted
+                state.write(allocations)
+            if sysctl != wanted:
+                try:
+                    write_sysctl(spec.netns, wanted)
+                except Exception:
+                    if current != wanted:  # nothing half-done: the allocation goes back as it was
+                        if current is None:
+                            del allocations[spec.container]
+                        else:
+                            allocations[spec.container] = current
+                        state.write(allocations)
+                    raise
+        return {"changes": changes, "before": before, "after": after,
+                "range": {"first": wanted[0], "last": wanted[1], "size": wanted[1] - wanted[0] + 1,
+                          "ports": _fmt(wanted)}}

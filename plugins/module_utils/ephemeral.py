@@ -165,8 +165,8 @@ def allocate(spec, allocations, host_range):
     free = portranges.difference(spec.pool, forbidden)
     if spec.requested is not None:
         if not portranges.contains(free, [spec.requested]):
-            raise ValidationError("range", "%s overlaps %s" % (_fmt(spec.requested), _why(spec, spec.requested,
-                                                                                        allocations, host_range)))
+            why = _why(spec, spec.requested, allocations, host_range)
+            raise ValidationError("range", "%s overlaps %s" % (_fmt(spec.requested), why))
         return spec.requested
     current = allocations.get(spec.container)
     if current is not None and current[1] - current[0] + 1 == spec.size and portranges.contains(free, [current]):
@@ -215,11 +215,11 @@ def converge(spec, check_mode=False):
         before = {"container": spec.container, "range": _fmt(current), "ip_local_port_range": _fmt(sysctl)}
         after = {"container": spec.container, "range": _fmt(wanted), "ip_local_port_range": _fmt(wanted)}
         if current != wanted:
-            changes.append("allocate %s to %s%s" % (_fmt(wanted), spec.container,
-                                                   " (was %s)" % _fmt(current) if current else ""))
+            was = " (was %s)" % _fmt(current) if current else ""
+            changes.append("allocate %s to %s%s" % (_fmt(wanted), spec.container, was))
         if sysctl != wanted:
-            changes.append("set ip_local_port_range in %s to %s (was %s)" % (spec.netns_label, _fmt(wanted),
-                                                                           _fmt(sysctl)))
+            changes.append("set ip_local_port_range in %s to %s (was %s)"
+                           % (spec.netns_label, _fmt(wanted), _fmt(sysctl)))
         if changes and not check_mode:
             if current != wanted:
                 allocations[spec.container] = wanted

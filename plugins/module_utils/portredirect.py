@@ -54,8 +54,8 @@ class RedirectSpec:
             raise ValidationError("devices", "give at least one host device")
         self.devices = [validate.ifname("devices[%d]" % i, d) for i, d in enumerate(devices)]
         if len(set(self.devices)) != len(self.devices):
-            raise ValidationError("devices", "%s is listed twice" % [d for d in self.devices
-                                                                   if self.devices.count(d) > 1][0])
+            twice = [d for d in self.devices if self.devices.count(d) > 1][0]
+            raise ValidationError("devices", "%s is listed twice" % twice)
         if self.veth in self.devices:
             raise ValidationError("veth", "%s is also one of devices" % self.veth)
         protocols = ["tcp", "udp"] if protocols is None else protocols
@@ -361,8 +361,8 @@ def view(spec, host):
             ports = {}
             for proto, first, size, _address in entry["blocks"]:
                 ports.setdefault(_proto_name(proto), []).append((first, first + size - 1))
-            out[dev] = {"prio": prio, "ports": dict((p, portranges.format_set(portranges.normalize(r)))
-                                                   for p, r in ports.items())}
+            ranges = dict((p, portranges.format_set(portranges.normalize(r))) for p, r in ports.items())
+            out[dev] = {"prio": prio, "ports": ranges}
     return out
 
 

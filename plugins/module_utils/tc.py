@@ -27,7 +27,7 @@ import errno
 import re
 
 from . import capabilities, netlink, nsutil, validate
-from .errors import ValidationError
+from .errors import ApplyError, ValidationError
 from .transaction import Transaction
 
 TC_H_ROOT = 0xFFFFFFFF
@@ -689,10 +689,11 @@ def converge(spec, check_mode=False):
                 steps.append(lambda t, d=text, do=do, undo=undo: t.step(d, do, undo))
             try:
                 txn.run(spec.device, steps)
-            except Exception as exc:
+            except ApplyError as exc:
                 cause = exc.__cause__
-                if isinstance(cause, ValidationError) and "rolled back cleanly" in str(exc):
-                    raise cause  # a qdisc the kernel lacks: refused, and what came before it undone
+                if isinstance(cause, ValidationError) and "rolled back cleanly" in exc.reason:
+                    # a qdisc the kernel lacks: refused, and what came before it undone
+                    raise ValidationError(cause.field, cause.reason)
                 raise
             state = read_device(ipr, index)
             result["after"] = public_view(state, spec.ingress)
@@ -720,5 +721,3 @@ def _predict(spec, state):
     else:
         desired["handle"] = handle_str(0x20000 if root is not None and root["handle"] == 0x10000 else 0x10000)
     return desired
-
-

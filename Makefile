@@ -23,7 +23,7 @@ export ANSIBLE_NOCOLOR := 1
 export ANSIBLE_FORCE_COLOR := 0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help deps venv collection cni-plugin demo sandbox-up sandbox-down test test-unit test-integration \
+.PHONY: help deps venv collection cni-plugin watcher demo sandbox-up sandbox-down test test-unit test-integration \
         test-examples sanity lint clean
 
 help:
@@ -67,6 +67,16 @@ $(CNI_PLUGIN): $(wildcard plugins/module_utils/*.py)
 	$(PYTHON) -m zipapp $(BUILD)/cni/src -p /usr/bin/python3 -o $@
 cni-plugin: $(CNI_PLUGIN)
 
+# The ports watcher daemon, built the same way (the role builds it on each host from the same core).
+WATCHER := $(BUILD)/watcher/hostnet-ports-watcher
+$(WATCHER): $(wildcard plugins/module_utils/*.py)
+	@rm -rf $(BUILD)/watcher/src && mkdir -p $(BUILD)/watcher/src/hostnet_core
+	@cp plugins/module_utils/*.py $(BUILD)/watcher/src/hostnet_core/ && touch $(BUILD)/watcher/src/hostnet_core/__init__.py
+	@printf 'import sys\nfrom hostnet_core.watcher import main\nsys.exit(main())\n' > $(BUILD)/watcher/src/__main__.py
+	/usr/bin/python3 -m compileall -q -b $(BUILD)/watcher/src/hostnet_core
+	$(PYTHON) -m zipapp $(BUILD)/watcher/src -p /usr/bin/python3 -o $@
+watcher: $(WATCHER)
+
 demo: deps venv collection
 	$(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --workdir $(BUILD)/sandbox
 
@@ -76,7 +86,7 @@ test: deps venv collection test-unit test-integration sanity lint
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: deps venv collection cni-plugin
+test-integration: deps venv collection cni-plugin watcher
 	$(BIN)/python -m pytest -q -n $(JOBS) tests/integration
 
 # ansible-test pins its own linters: they get a venv of their own so they never fight ansible-lint's.

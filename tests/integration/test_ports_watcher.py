@@ -1,0 +1,266 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ports watcher with real processes in real cgroups, inside a hermetic host.
+
+Each test mounts cgroup v2 inside its hermetic host, makes its task cgroups under a directory of
+its own (removed afterwards, its processes killed first), and starts listeners there. Sockets live
+in the hermetic host's network namespace, which is the one the watcher scans.
+"""
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from harness.hermetic import REPO
+
+WATCHER = os.path.join(REPO, ".build", "watcher", "hostnet-ports-watcher")
+CGROOT = "/sys/fs/cgroup"  # as mounted inside the hermetic host
+OUTER = "/sys/fs/cgroup/unified"  # the same cgroups, seen from the machine (hybrid layout)
+
+LISTEN = ("import socket, sys, time\n"
+          "for spec in sys.argv[1:]:\n"
+          "    proto, port = spec.split('/')\n"
+          "    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM)\n"
+          "    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+          "    try:\n"
+          "        s.bind(('::', int(port)))\n"
+          "    except OSError as e:\n"
+          "        print('%s %s' % (spec, e.errno), flush=True)\n"
+          "        continue\n"
+          "    if proto == 'tcp':\n"
+          "        s.listen()\n"
+          "    print('%s ok' % spec, flush=True)\n"
+          "    globals()['keep_' + port] = s\n"
+          "time.sleep(3600)\n")
+
+
+class Cgroups:
+    """Task cgroups for one test, under a unique directory; removed with their processes."""
+
+    def __init__(self):
+        self.base = "hn-watch-%s" % uuid.uuid4().hex[:8]
+        os.mkdir(os.path.join(OUTER, self.base))
+
+    def make(self, rel):
+        path = os.path.join(OUTER, self.base, rel)
+        os.makedirs(path, exist_ok=True)
+        return "%s/%s" % (self.base, rel)
+
+    def pids(self, rel=""):
+        out = []
+        for dirpath, _dirs, _files in os.walk(os.path.join(OUTER, self.base, rel)):
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                out += [int(p) for p in f.read().split()]
+        return out
+
+    def remove(self):
+        top = os.path.join(OUTER, self.base)
+        if not os.path.isdir(top):
+            return
+        with open(os.path.join(top, "cgroup.kill"), "w") as f:
+            f.write("1")
+        deadline = time.time() + 5
+        while self.pids() and time.time() < deadline:
+            time.sleep(0.02)
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            os.rmdir(dirpath)
+
+
+@pytest.fixture
+def cg(host):
+    host.sh("mount -t cgroup2 none %s" % CGROOT)
+    groups = Cgroups()
+    try:
+        yield groups
+    finally:
+        groups.remove()
+
+
+def start(host, cgroup, *ports, netns_of_its_own=False):
+    """A listener process in ``cgroup`` (moved there before exec); returns it and what it printed."""
+    out = "/run/listener-%s.out" % uuid.uuid4().hex[:6]
+    host.sh("[ -f /run/listen.py ] || cat > /run/listen.py <<'EOF'\n%sEOF" % LISTEN)
+    script = "echo $$ > %s/%s/cgroup.procs && exec %s python3 /run/listen.py %s > %s" % (
+        CGROOT, cgroup, "unshare --net" if netns_of_its_own else "", " ".join(ports), out)
+    proc = host.spawn(["sh", "-c", script])
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        text = host.sh("cat %s 2>/dev/null || true" % out).stdout
+        if len(text.splitlines()) >= len(ports):
+            return proc, text
+        time.sleep(0.05)
+    raise AssertionError("listener in %s did not start: %r" % (cgroup, host.sh("cat %s" % out, check=False).stdout))
+
+
+def write_config(host, config, policy=None):
+    config.setdefault("cgroup_root", CGROOT)
+    config.setdefault("event_log", "/run/watcher/events.jsonl")
+    config.setdefault("syslog", False)
+    host.sh("mkdir -p /run/watcher/policy.d && cat > /run/watcher/config.json <<'EOF'\n%s\nEOF" % json.dumps(config))
+    for name, task in (policy or {}).items():
+        host.sh("cat > /run/watcher/policy.d/%s.json <<'EOF'\n%s\nEOF" % (name, json.dumps(task)))
+    return "/run/watcher/config.json"
+
+
+def once(host, config_path):
+    proc = host.run(["/usr/bin/python3", WATCHER, "--config", config_path, "--once", "--json"], check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def events(host):
+    text = host.sh("cat /run/watcher/events.jsonl 2>/dev/null || true").stdout
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_audit_logs_the_violation_and_touches_nothing(host, cg):
+    web = cg.make("web")
+    path = write_config(host, {"mode": "audit", "tasks": [{"name": "web", "cgroup": web, "ports": "31000-31009"}]})
+    proc, _ = start(host, web, "tcp/31005", "tcp/31500", "tcp/8080")
+    report = once(host, path)
+    assert report["violations"] == {"web": "tcp 8080,31500"}
+    assert report["tasks"]["web"]["listening"] == ["tcp/31005", "tcp/31500", "tcp/8080"]
+    (event,) = events(host)
+    assert event["event"] == "violation" and event["reason"] == "CONTAINER_LIMITATION"
+    assert event["resources"] == [{"name": "ports", "type": "RANGES",
+                                   "ranges": [{"begin": 8080, "end": 8080}, {"begin": 31500, "end": 31500}]}]
+    assert alive(proc.pid) or cg.pids("web")  # audit kills nothing
+
+
+def test_enforce_kills_the_whole_task_group_and_nothing_else(host, cg):
+    app = cg.make("app")
+    child = cg.make("app/worker")  # a task group: the worker's violation counts against "app"
+    good = cg.make("good")
+    other = cg.make("unmanaged")
+    path = write_config(host, {"mode": "enforce", "check_agent_port_range_only": True, "tasks": [
+        {"name": "app", "cgroup": app, "ports": "31000-31009"},
+        {"name": "good", "cgroup": good, "ports": "31010"}]})
+    start(host, app, "tcp/31001")
+    start(host, child, "tcp/31777")
+    start(host, good, "tcp/31010", "tcp/8080")  # 8080 is outside the agent range: not checked
+    start(host, other, "tcp/31900")  # in no task: never signalled
+    assert len(cg.pids("app")) == 2
+    report = once(host, path)
+    assert report["violations"] == {"app": "tcp 31777"}
+    assert [a["task"] for a in report["actions"] if a["action"] == "killed"] == ["app"]
+    assert cg.pids("app") == []
+    assert len(cg.pids("good")) == 1 and len(cg.pids("unmanaged")) == 1
+    assert events(host)[0]["action"] == "killed"
+
+
+def test_isolated_port_range_limits_what_is_checked(host, cg):
+    t = cg.make("t")
+    path = write_config(host, {"isolated_port_range": "40000-40999",
+                               "tasks": [{"name": "t", "cgroup": t, "ports": "40000"}]})
+    start(host, t, "tcp/40000", "tcp/40500", "tcp/31500")
+    assert once(host, path)["violations"] == {"t": "tcp 40500"}
+
+
+def test_a_task_in_its_own_network_namespace_is_ignored(host, cg):
+    cni = cg.make("cni-task")
+    path = write_config(host, {"mode": "enforce", "tasks": [{"name": "cni", "cgroup": cni, "ports": "31000"}]})
+    start(host, cni, "tcp/31999", netns_of_its_own=True)
+    report = once(host, path)
+    assert report["violations"] == {} and "another network namespace" in report["tasks"]["cni"]["status"]
+    assert len(cg.pids("cni-task")) == 1
+
+
+def test_udp_is_checked_only_when_asked(host, cg):
+    t = cg.make("t")
+    path = write_config(host, {"tasks": [{"name": "t", "cgroup": t, "ports": "31000"}]})
+    start(host, t, "udp/31555")
+    assert once(host, path)["violations"] == {}
+    path = write_config(host, {"include_udp": True, "tasks": [{"name": "t", "cgroup": t, "ports": "31000"}]})
+    assert once(host, path)["violations"] == {"t": "udp 31555"}
+
+
+def test_prevent_refuses_binds_and_follows_policy_changes(host, cg):
+    t = cg.make("t")
+    path = write_config(host, {"mode": "prevent", "policy_dir": "/run/watcher/policy.d"},
+                        {"t": {"name": "t", "cgroup": t, "ports": "31000-31009"}})
+    report = once(host, path)
+    assert {"task": "t", "action": "bind filter attached"} in report["actions"]
+    _, out = start(host, t, "tcp/31001", "tcp/31500", "udp/31600", "tcp/0")
+    assert out.splitlines() == ["tcp/31001 ok", "tcp/31500 1", "udp/31600 1", "tcp/0 ok"]  # 1 = EPERM
+    # the programs outlive the watcher process; a new one finds them, counts the refusals, and a policy
+    # change rewrites the map without reloading them
+    write_config(host, {"mode": "prevent", "policy_dir": "/run/watcher/policy.d"},
+                 {"t": {"name": "t", "cgroup": t, "ports": "31000-31009,31500"}})
+    report = once(host, path)
+    assert {"task": "t", "action": "bind filter updated"} in report["actions"]
+    assert report["tasks"]["t"]["denied_binds"] == 2
+    _, out = start(host, t, "tcp/31500", "tcp/31501")
+    assert out.splitlines() == ["tcp/31500 ok", "tcp/31501 1"]
+    # audit mode takes the filter away again (a new watcher process finds the programs by name)
+    path = write_config(host, {"mode": "audit", "policy_dir": "/run/watcher/policy.d"})
+    report = once(host, path)
+    assert {"task": "t", "action": "bind filter detached"} in report["actions"]
+    _, out = start(host, t, "tcp/31501")
+    assert out.splitlines() == ["tcp/31501 ok"]
+
+
+def test_daemon_logs_once_per_change_reloads_and_keeps_the_last_good_policy(host, cg):
+    t = cg.make("t")
+    path = write_config(host, {"watch_interval": 0.2, "policy_dir": "/run/watcher/policy.d",
+                               "metrics_textfile": "/run/watcher/metrics.prom"},
+                        {"t": {"name": "t", "cgroup": t, "ports": "31000"}})
+    start(host, t, "tcp/31000", "tcp/31444")
+    daemon = host.spawn(["/usr/bin/python3", WATCHER, "--config", path])
+    try:
+        _wait(lambda: len(events(host)) >= 1)
+        time.sleep(1.0)  # several scans: the same violation is not logged again
+        assert [e["event"] for e in events(host)] == ["violation"]
+        # a broken policy file is rejected; the last good policy stays in force
+        host.sh("echo '{not json' > /run/watcher/policy.d/t.json")
+        _wait(lambda: any(e["event"] == "policy_rejected" for e in events(host)))
+        rejected = [e for e in events(host) if e["event"] == "policy_rejected"][0]
+        assert "t.json" in rejected["error"] and rejected["tasks_in_force"] == 1
+        metrics = host.sh("cat /run/watcher/metrics.prom").stdout
+        assert "hostnet_ports_watcher_policy_reload_errors_total 1.0" in metrics
+        assert "hostnet_ports_watcher_violations_total 1.0" in metrics
+        # a fixed policy that assigns the port clears the violation
+        host.sh("echo '{\"name\": \"t\", \"cgroup\": \"%s\", \"ports\": \"31000,31444\"}'"
+                " > /run/watcher/policy.d/t.json" % t)
+        _wait(lambda: any(e["event"] == "violation_cleared" for e in events(host)))
+        assert "hostnet_ports_watcher_scans_total" in host.sh("cat /run/watcher/metrics.prom").stdout
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+
+
+def _wait(condition, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met within %ss" % timeout)
+
+
+@pytest.mark.parametrize("config,field", [
+    ({"mode": "kill"}, "mode"),
+    ({"watch_interval": 0.01}, "watch_interval"),
+    ({"check_agent_port_range_only": True, "isolated_port_range": "1000-2000"}, "isolated_port_range"),
+    ({"agent_port_range": "32000-31000"}, "agent_port_range"),
+    ({"metrics_listen": "0.0.0.0:9613"}, "metrics_listen"),
+    ({"colour": "blue"}, "colour"),
+    ({"tasks": [{"name": "a", "ports": "1"}]}, "tasks[0].cgroup"),
+    ({"tasks": [{"name": "a", "cgroup": "x", "ports": "99999"}]}, "tasks[0].ports"),
+    ({"tasks": [{"name": "a", "cgroup": "x"}, {"name": "a", "cgroup": "y"}]}, "tasks[1].name"),
+])
+def test_invalid_config_exits_non_zero_naming_the_field(host, config, field):
+    path = write_config(host, config)
+    proc = host.run(["/usr/bin/python3", WATCHER, "--config", path, "--once", "--json"], check=False)
+    assert proc.returncode == 2 and field in proc.stderr, (proc.returncode, proc.stderr)

@@ -64,7 +64,7 @@ def _load_file(path, field):
 
 
 class Task:
-    __slots__ = ("name", "cgroup", "systemd_unit", "ports", "source")
+    __slots__ = ("name", "cgroup", "systemd_unit", "ports", "ports_text", "source")
 
     def __init__(self, data, field, source):
         if not isinstance(data, dict):
@@ -85,6 +85,7 @@ class Task:
             if value is not None and (not isinstance(value, str) or not value.strip() or ".." in value.split("/")):
                 raise ValidationError("%s.%s" % (field, key), "%r is not a cgroup path or unit name" % (value,))
         self.ports = portranges.parse("%s.ports" % field, data.get("ports", []), low=1)
+        self.ports_text = portranges.format_set(self.ports)
         self.source = source
 
 
@@ -196,23 +197,76 @@ def cgroup2_root():
 
 
 def is_cgroup2(path):
+    """Whether ``path`` is on a cgroup v2 file system (statfs magic CGROUP2_SUPER_MAGIC)."""
     try:
-        return os.statvfs(path) is not None and _fs_magic(path) == 0x63677270
+        return _fs_magic(path) == 0x63677270
     except OSError:
         return False
 
 
+_STATFS = []
+
+
 def _fs_magic(path):
     import ctypes
-    import ctypes.util
-
-    class StatFs(ctypes.Structure):
-        _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    buf = StatFs()
+    if not _STATFS:
+        class StatFs(ctypes.Structure):
+            _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+        _STATFS.append((ctypes.CDLL(None, use_errno=True), StatFs))
+    libc, statfs_type = _STATFS[0]
+    buf = statfs_type()
     if libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
         raise OSError(ctypes.get_errno(), "statfs %s" % path)
     return buf.f_type & 0xFFFFFFFF
+
+
+def _has(pairs, port):
+    for first, last in pairs:
+        if first <= port <= last:
+            return True
+    return False
+
+
+def _child_ids(path, out):
+    """Inode numbers (cgroup ids) of every cgroup below ``path``, from directory entries alone."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            out.append(entry.inode())
+            _child_ids(entry.path, out)
+
+
+def _top_pid(path):
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            first = f.readline().strip()
+        return int(first) if first else None
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def _first_pid(path):
+    """One process of the cgroup or of a cgroup below it (None when the task has none)."""
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            first = f.readline().strip()
+        if first:
+            return int(first)
+    except (IOError, OSError):
+        pass
+    for dirpath, _dirs, files in os.walk(path):
+        name = "cgroup.procs" if "cgroup.procs" in files else "tasks"
+        try:
+            with open(os.path.join(dirpath, name)) as f:
+                first = f.readline().strip()
+        except (IOError, OSError):
+            continue
+        if first:
+            return int(first)
+    return None
 
 
 def _procs(path):
@@ -278,6 +332,8 @@ class Watcher:
         self.own_netns = os.stat("/proc/self/ns/net").st_ino
         self.events = []
         self.swept = False
+        self._fs_cache = {}
+        self._ids, self._id_tops, self._foreign = {}, None, set()
         self.reload(force=True)
 
     # policy --------------------------------------------------------------
@@ -317,28 +373,35 @@ class Watcher:
         listeners = sockdiag.listeners(config.include_udp)
         report = {"mode": config.mode, "tasks": {}, "violations": {}, "actions": [],
                   "listeners": len(listeners), "policy_error": self.policy_error}
-        by_id, proc_tasks = {}, []
+        proc_tasks = []
         active = {}
+        v2 = self._is_cgroup2(config.cgroup_root)
+        tops = {}
         for task in self.tasks:
             path = self.task_path(task)
-            entry = {"cgroup": path, "ports": portranges.format_set(task.ports), "status": "running", "listening": []}
+            entry = {"cgroup": path, "ports": task.ports_text, "status": "running", "listening": []}
             report["tasks"][task.name] = entry
-            if path is None or not os.path.isdir(path):
+            try:
+                top_id = os.stat(path).st_ino if path else None
+            except OSError:
+                top_id = None
+            if top_id is None:
                 entry["status"] = "not running"
                 continue
-            pids = _procs(path)
-            if pids and not self._in_our_netns(pids):
+            # the netns check reads one cgroup.procs; a task whose top cgroup is empty is looked at
+            # more closely only where it matters, before a bind filter is attached to it
+            pid = _top_pid(path)
+            if pid is None and config.mode == "prevent":
+                pid = _first_pid(path)
+            if pid is not None and not self._in_our_netns(pid):
                 entry["status"] = "ignored: its processes are in another network namespace"
                 continue
             active[task.name] = (task, path, entry)
-            if is_cgroup2(path):
-                for dirpath, _dirs, _files in os.walk(path):  # task groups count against their root task
-                    try:
-                        by_id[os.stat(dirpath).st_ino] = task.name
-                    except OSError:
-                        continue
+            if v2:
+                tops[task.name] = (top_id, path)
             else:
-                proc_tasks.append((task.name, pids))
+                proc_tasks.append((task.name, _procs(path)))
+        by_id = self._cgroup_ids(tops, listeners) if v2 else {}
         by_inode = {}
         for name, pids in proc_tasks:
             for inode in sockdiag.socket_inodes_of_pids(pids):
@@ -351,9 +414,9 @@ class Watcher:
                 continue
             task, _path, entry = active[name]
             entry["listening"].append("%s/%d" % (sock.protocol, sock.port))
-            if not portranges.contains(considered, [(sock.port, sock.port)]):
+            if not _has(considered, sock.port):
                 continue
-            if not portranges.contains(task.ports, [(sock.port, sock.port)]):
+            if not _has(task.ports, sock.port):
                 offending[name].add((sock.protocol, sock.port))
         for name, (task, path, entry) in active.items():
             entry["listening"] = sorted(set(entry["listening"]))
@@ -379,14 +442,39 @@ class Watcher:
         self.metrics.flush()
         return report
 
-    def _in_our_netns(self, pids):
-        for pid in pids:
-            try:
-                if os.stat("/proc/%d/ns/net" % pid).st_ino == self.own_netns:
-                    return True
-            except OSError:
-                continue
-        return False
+    def _cgroup_ids(self, tops, listeners):
+        """cgroup id -> task name, for every task cgroup and the cgroups below them (task groups).
+
+        Kept between scans: it is rebuilt (a stat and a directory listing per task) only when a
+        task's top cgroup was re-created or a listener carries a cgroup id not seen before.
+        """
+        stale = self._id_tops != tops
+        if not stale:
+            for sock in listeners:
+                if sock.cgroup_id not in self._ids and sock.cgroup_id not in self._foreign:
+                    stale = True
+                    break
+        if stale:
+            ids = {}
+            for name, (top_id, path) in tops.items():
+                found = [top_id]
+                _child_ids(path, found)
+                for cgroup_id in found:
+                    ids[cgroup_id] = name
+            self._ids, self._id_tops = ids, dict(tops)
+            self._foreign = set(s.cgroup_id for s in listeners if s.cgroup_id not in ids)
+        return self._ids
+
+    def _in_our_netns(self, pid):
+        try:
+            return os.stat("/proc/%d/ns/net" % pid).st_ino == self.own_netns
+        except OSError:
+            return True  # gone meanwhile: nothing of it to judge
+
+    def _is_cgroup2(self, root):
+        if root not in self._fs_cache:
+            self._fs_cache[root] = bool(root) and is_cgroup2(root)
+        return self._fs_cache[root]
 
     def _act(self, task, path, bad, report):
         mode = self.config.mode
@@ -439,7 +527,7 @@ class Watcher:
         from . import bpfbind
         self.swept = True
         for name, (_task, path, _entry) in active.items():
-            if not is_cgroup2(path):
+            if not self._is_cgroup2(self.config.cgroup_root):
                 continue
             try:
                 flt = bpfbind.BindFilter(path)

@@ -59,7 +59,6 @@ _BPF_PROG_LOAD = 5
 _BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
 _BPF_CGROUP_INET4_BIND = 8
 _BPF_CGROUP_INET6_BIND = 9
-_INET_DIAG_CGROUP_ID = 21
 # cgroup v1 mount options that are not controllers
 _CGROUP_V1_OPTIONS = ("rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "none", "favordynmods")
 
@@ -176,12 +175,12 @@ def _probe_in_throwaway_netns():
     if netlink.PYROUTE2_IMPORT_ERROR is not None:
         reason = "pyroute2 is not importable: %s" % netlink.PYROUTE2_IMPORT_ERROR
         for name in ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_ingress", "qdisc_pfifo", "cls_u32",
-                     "act_mirred", "sock_diag", "sock_diag_cgroup_id"):
+                     "act_mirred"):
             out[name] = _cap(False, "needs pyroute2", reason)
     else:
         out.update(_guarded(_probe_tc, ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_pfifo", "qdisc_ingress",
                                         "cls_u32", "act_mirred")))
-        out.update(_guarded(_probe_sock_diag, ("sock_diag", "sock_diag_cgroup_id")))
+    out.update(_guarded(_probe_sock_diag, ("sock_diag", "sock_diag_cgroup_id")))
     out.update(_guarded(_probe_netfilter, ("nftables", "xt_comment")))
     return out
 
@@ -277,19 +276,14 @@ def qdisc_unsupported(kind):
 
 
 def _probe_sock_diag():
-    from pyroute2 import DiagSocket
-    probe = "sock_diag dump of TCP LISTEN sockets (a listener on 127.0.0.1 in a throwaway namespace)"
-    with netlink.IPRoute() as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    from . import sockdiag
+    probe = "sock_diag dump of TCP LISTEN sockets (a listener in a throwaway namespace)"
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        listener.bind(("127.0.0.1", 0))
+        listener.bind(("0.0.0.0", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        with DiagSocket() as diag:
-            diag.bind()
-            found = [m for m in diag.get_sock_stats(family=socket.AF_INET, states=1 << 10)
-                     if m["idiag_sport"] == port]
+        found = [s for s in sockdiag.listeners() if s.port == port]
     except Exception as exc:  # pylint: disable=broad-except
         fail = _cap(False, probe, "failed: %s" % exc)
         return {"sock_diag": fail, "sock_diag_cgroup_id": _cap(False, probe, "sock_diag unavailable")}
@@ -298,17 +292,9 @@ def _probe_sock_diag():
     if not found:
         fail = _cap(False, probe, "the probe's own listener was not listed")
         return {"sock_diag": fail, "sock_diag_cgroup_id": _cap(False, probe, "sock_diag unavailable")}
-    named = raw = False
-    for attr in found[0]["attrs"]:
-        if attr[0] == "INET_DIAG_CGROUP_ID":
-            named = True
-        elif isinstance(attr[1], dict) and attr[1].get("header", {}).get("type") == _INET_DIAG_CGROUP_ID:
-            raw = True
-    if named:
-        cg = _cap(True, probe, "INET_DIAG_CGROUP_ID decoded by pyroute2 %s" % netlink.pyroute2_version())
-    elif raw:
-        cg = _cap(False, probe, "the kernel sends INET_DIAG_CGROUP_ID but pyroute2 %s does not decode it"
-                                " (upgrade pyroute2)" % netlink.pyroute2_version())
+    cgroup_id = found[0].cgroup_id
+    if cgroup_id:
+        cg = _cap(True, probe, "INET_DIAG_CGROUP_ID sent (the probe's socket: cgroup id %d)" % cgroup_id)
     else:
         cg = _cap(False, probe, "the kernel sends no INET_DIAG_CGROUP_ID (needs Linux >= 5.7 with cgroup v2)")
     return {"sock_diag": _cap(True, probe, "listener found"), "sock_diag_cgroup_id": cg}

@@ -681,7 +681,17 @@ def main(argv=None):
     parser.add_argument("--config", default="/etc/hostnet/ports-watcher.yml", help="YAML or JSON configuration")
     parser.add_argument("--once", action="store_true", help="scan once (acting per mode) and exit")
     parser.add_argument("--json", action="store_true", help="with --once: print the state as JSON")
+    parser.add_argument("--check", action="store_true", help="validate the configuration and policy, then exit")
     args = parser.parse_args(argv)
+    if args.check:
+        try:
+            config = load_config(args.config)
+            tasks = load_policy(config)
+        except ValidationError as exc:
+            sys.stderr.write("hostnet-ports-watcher: invalid configuration: %s\n" % exc)
+            return 2
+        sys.stdout.write("%s: valid, %d tasks\n" % (args.config, len(tasks)))
+        return 0
     try:
         watcher = Watcher(load_config(args.config))
     except ValidationError as exc:

@@ -43,7 +43,8 @@ def test_facts_match_the_host_and_probing_changes_nothing(host, python):
     libnl = os.path.realpath("/usr/lib/x86_64-linux-gnu/libnl-3.so.200")
     if os.path.exists(libnl):
         assert caps["libnl"]["version"] is not None and caps["libnl"]["available"] is True
-    for name in ("qdisc_ingress", "cls_u32", "act_mirred", "sock_diag", "bpf_cgroup_bind", "pyroute2"):
+    for name in ("qdisc_ingress", "cls_u32", "act_mirred", "sock_diag", "sock_diag_cgroup_id", "bpf_cgroup_bind",
+                 "pyroute2"):
         assert caps[name]["available"] is True, caps[name]
     assert caps["missing"] == sorted(n for n, v in caps.items() if isinstance(v, dict) and "available" in v
                                      and not v["available"])

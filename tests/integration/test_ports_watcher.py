@@ -264,3 +264,49 @@ def test_invalid_config_exits_non_zero_naming_the_field(host, config, field):
     path = write_config(host, config)
     proc = host.run(["/usr/bin/python3", WATCHER, "--config", path, "--once", "--json"], check=False)
     assert proc.returncode == 2 and field in proc.stderr, (proc.returncode, proc.stderr)
+
+
+@pytest.fixture
+def v1(host):
+    """A task cgroup in the cgroup v1 freezer hierarchy (mounted inside the hermetic host too)."""
+    outer = "/sys/fs/cgroup/freezer"
+    if not os.path.isdir(outer):
+        pytest.skip("no cgroup v1 freezer hierarchy on this host")
+    base = "hn-watch-v1-%s" % uuid.uuid4().hex[:8]
+    os.makedirs(os.path.join(outer, base, "app", "worker"))
+    host.sh("mkdir -p /run/cgv1 && mount -t cgroup -o freezer none /run/cgv1")
+    try:
+        yield base
+    finally:
+        for rel in ("app/worker", "app", ""):
+            path = os.path.join(outer, base, rel)
+            with open(os.path.join(path, "freezer.state"), "w") as f:
+                f.write("THAWED")
+            for pid in open(os.path.join(path, "cgroup.procs")).read().split():
+                os.kill(int(pid), signal.SIGKILL)
+        deadline = time.time() + 5
+        for rel in ("app/worker", "app", ""):
+            path = os.path.join(outer, base, rel)
+            while time.time() < deadline:
+                try:
+                    os.rmdir(path)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def test_cgroup_v1_tasks_are_found_through_their_processes_and_killed_with_the_freezer(host, v1):
+    """Without cgroup v2 ids, sockets are matched to tasks by the inodes of their processes' fds."""
+    config = {"mode": "enforce", "cgroup_root": "/run/cgv1",
+              "tasks": [{"name": "app", "cgroup": "%s/app" % v1, "ports": "31000-31009"}]}
+    host.sh("cat > /run/v1.json <<'EOF'\n%s\nEOF" % json.dumps(dict(config, syslog=False)))
+    host.sh("[ -f /run/listen.py ] || cat > /run/listen.py <<'EOF'\n%sEOF" % LISTEN)
+    for rel, port in (("app", "tcp/31001"), ("app/worker", "tcp/31666")):
+        host.spawn(["sh", "-c", "echo $$ > /run/cgv1/%s/%s/cgroup.procs && exec python3 /run/listen.py %s"
+                    " > /run/v1-%s.out" % (v1, rel, port, port[4:])])
+    _wait(lambda: all(host.sh("cat /run/v1-%s.out 2>/dev/null || true" % p).stdout for p in ("31001", "31666")))
+    report = once(host, "/run/v1.json")
+    assert report["violations"] == {"app": "tcp 31666"}
+    assert report["actions"][0]["action"] == "killed" and report["actions"][0]["complete"] is True
+    for rel in ("app", "app/worker"):
+        assert open("/sys/fs/cgroup/freezer/%s/%s/cgroup.procs" % (v1, rel)).read().split() == []

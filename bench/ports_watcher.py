@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import textwrap
 import time
@@ -115,7 +114,7 @@ def main():
                 "once": [], "ss -tln": [], "ss -tlnp": []}
         rss = []
         listeners = violations = None
-        for _ in range(args.repeat):
+        for _run in range(args.repeat):
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             wall, proc = timed(host, ["/usr/bin/python3", WATCHER, "--config", "/run/watcher.json", "--once",
                                       "--json"])

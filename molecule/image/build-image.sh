@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build (or reuse) the local systemd image for molecule: debootstrap minbase + packages.txt,
 # imported into podman as $IMAGE_NAME:$SUITE-<hash of the recipe>, also tagged $IMAGE_NAME:$SUITE.
 # The hash covers this script and packages.txt, so editing either rebuilds; otherwise nothing runs.

@@ -128,7 +128,7 @@ def alive(pid):
 def test_audit_logs_the_violation_and_touches_nothing(host, cg):
     web = cg.make("web")
     path = write_config(host, {"mode": "audit", "tasks": [{"name": "web", "cgroup": web, "ports": "31000-31009"}]})
-    proc, _ = start(host, web, "tcp/31005", "tcp/31500", "tcp/8080")
+    proc, _out = start(host, web, "tcp/31005", "tcp/31500", "tcp/8080")
     report = once(host, path)
     assert report["violations"] == {"web": "tcp 8080,31500"}
     assert report["tasks"]["web"]["listening"] == ["tcp/31005", "tcp/31500", "tcp/8080"]
@@ -192,7 +192,7 @@ def test_prevent_refuses_binds_and_follows_policy_changes(host, cg):
                         {"t": {"name": "t", "cgroup": t, "ports": "31000-31009"}})
     report = once(host, path)
     assert {"task": "t", "action": "bind filter attached"} in report["actions"]
-    _, out = start(host, t, "tcp/31001", "tcp/31500", "udp/31600", "tcp/0")
+    _proc, out = start(host, t, "tcp/31001", "tcp/31500", "udp/31600", "tcp/0")
     assert out.splitlines() == ["tcp/31001 ok", "tcp/31500 1", "udp/31600 1", "tcp/0 ok"]  # 1 = EPERM
     # the programs outlive the watcher process; a new one finds them, counts the refusals, and a policy
     # change rewrites the map without reloading them
@@ -201,13 +201,13 @@ def test_prevent_refuses_binds_and_follows_policy_changes(host, cg):
     report = once(host, path)
     assert {"task": "t", "action": "bind filter updated"} in report["actions"]
     assert report["tasks"]["t"]["denied_binds"] == 2
-    _, out = start(host, t, "tcp/31500", "tcp/31501")
+    _proc, out = start(host, t, "tcp/31500", "tcp/31501")
     assert out.splitlines() == ["tcp/31500 ok", "tcp/31501 1"]
     # audit mode takes the filter away again (a new watcher process finds the programs by name)
     path = write_config(host, {"mode": "audit", "policy_dir": "/run/watcher/policy.d"})
     report = once(host, path)
     assert {"task": "t", "action": "bind filter detached"} in report["actions"]
-    _, out = start(host, t, "tcp/31501")
+    _proc, out = start(host, t, "tcp/31501")
     assert out.splitlines() == ["tcp/31501 ok"]
 
 

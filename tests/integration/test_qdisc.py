@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """hostnet.isolation.qdisc in a hermetic host: rate limits hold under real bulk TCP traffic."""
 
+import itertools
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from harness.assertions import assert_converges, assert_rejected, assert_same
 from harness.runner import run_module
 
 MOD = "hostnet.isolation.qdisc"
+_PORTS = itertools.count(5301)
 
 
 def _pair(host):
@@ -25,11 +27,17 @@ def _qdiscs(host, netns="a", dev="va"):
 
 def _iperf(host, seconds=3):
     """Bulk TCP from a to b; returns the receiver's goodput in bits per second."""
-    host.spawn(["iperf3", "-s", "-1", "-B", "10.7.0.2"], netns="b")
+    # a port of its own per run: the previous one-off server may not have let go of its port yet
+    port = next(_PORTS)
+    host.spawn(["iperf3", "-s", "-1", "-B", "10.7.0.2", "-p", str(port)], netns="b")
     # (the first second is left out of the figure: TCP's slow start and the htb's initial burst)
     omit = "-O 1" if seconds > 1 else ""
-    script = ("for i in $(seq 50); do out=$(ip netns exec a iperf3 -c 10.7.0.2 -t %d %s -J 2>/dev/null)"
-              " && echo \"$out\" && exit 0; sleep 0.1; done; exit 1" % (seconds, omit))
+    # wait until the server listens, then retry the client while it reports an error (iperf3 -J can
+    # exit 0 with a JSON "error" when the server is not ready yet)
+    script = ("for i in $(seq 100); do ip netns exec b ss -tln | grep -q ':%d ' && break; sleep 0.05; done;"
+              " for i in $(seq 50); do out=$(ip netns exec a iperf3 -c 10.7.0.2 -p %d -t %d %s -J 2>/dev/null);"
+              " if [ -n \"$out\" ] && ! echo \"$out\" | grep -q '\"error\"'; then echo \"$out\"; exit 0; fi;"
+              " sleep 0.1; done; echo \"$out\"; exit 0" % (port, port, seconds, omit))
     report = json.loads(host.sh(script).stdout)
     assert "error" not in report and "sum_received" in report.get("end", {}), report.get("error", report)
     return report["end"]["sum_received"]["bits_per_second"]

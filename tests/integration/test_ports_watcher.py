@@ -310,3 +310,14 @@ def test_cgroup_v1_tasks_are_found_through_their_processes_and_killed_with_the_f
     assert report["actions"][0]["action"] == "killed" and report["actions"][0]["complete"] is True
     for rel in ("app", "app/worker"):
         assert open("/sys/fs/cgroup/freezer/%s/%s/cgroup.procs" % (v1, rel)).read().split() == []
+
+
+def test_yaml_configuration_and_check(host, cg):
+    t = cg.make("t")
+    host.sh("mkdir -p /run/watcher && cat > /run/watcher/config.yml <<'EOF'\n"
+            "mode: audit\nsyslog: false\ncgroup_root: %s\ntasks:\n  - name: t\n    cgroup: %s\n    ports: 31000-31001\n"
+            "EOF" % (CGROOT, t))
+    check = host.run(["/usr/bin/python3", WATCHER, "--config", "/run/watcher/config.yml", "--check"])
+    assert "valid, 1 tasks" in check.stdout
+    start(host, t, "tcp/31002")
+    assert once(host, "/run/watcher/config.yml")["violations"] == {"t": "tcp 31002"}

@@ -321,3 +321,23 @@ def test_yaml_configuration_and_check(host, cg):
     assert "valid, 1 tasks" in check.stdout
     start(host, t, "tcp/31002")
     assert once(host, "/run/watcher/config.yml")["violations"] == {"t": "tcp 31002"}
+
+
+def test_sighup_reloads_a_policy_edit_the_change_check_cannot_see(host, cg):
+    """Same size, same inode, mtime put back: only SIGHUP makes the daemon read the file again."""
+    t = cg.make("t")
+    path = write_config(host, {"watch_interval": 0.2, "policy_dir": "/run/watcher/policy.d"},
+                        {"t": {"name": "t", "cgroup": t, "ports": "31000"}})
+    start(host, t, "tcp/31444")
+    daemon = host.spawn(["/usr/bin/python3", WATCHER, "--config", path])
+    try:
+        _wait(lambda: [e["event"] for e in events(host)] == ["violation"])
+        host.sh("f=/run/watcher/policy.d/t.json; touch -r $f /run/ref; c=$(sed 's/31000/31444/' $f);"
+                " printf '%s\\n' \"$c\" > $f; touch -r /run/ref $f")
+        time.sleep(1.0)  # several scans: the edit went unnoticed
+        assert [e["event"] for e in events(host)] == ["violation"]
+        daemon.send_signal(signal.SIGHUP)  # (nsenter exec'd the daemon: this is its pid)
+        _wait(lambda: [e["event"] for e in events(host)] == ["violation", "violation_cleared"])
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)

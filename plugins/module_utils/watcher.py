@@ -36,6 +36,7 @@ DEFAULTS = {
     "syslog": True,
 }
 ALL_PORTS = [(1, 65535)]
+UNIT_RECHECK = 5.0
 REASON = "CONTAINER_LIMITATION"
 
 
@@ -334,6 +335,7 @@ class Watcher:
         self.swept = False
         self._fs_cache = {}
         self._ids, self._id_tops, self._foreign = {}, None, set()
+        self._units = {}  # systemd unit -> (its cgroup path or None, when systemd was asked)
         self.reload(force=True)
 
     # policy --------------------------------------------------------------
@@ -359,7 +361,16 @@ class Watcher:
         if task.cgroup is not None:
             rel = task.cgroup
         else:
-            rel = _unit_cgroup(task.systemd_unit)
+            # a unit's cgroup path does not change while it runs: ask systemd again only when that
+            # path is gone, and then at most every UNIT_RECHECK seconds (not a subprocess per scan)
+            cached, asked = self._units.get(task.systemd_unit, (None, 0.0))
+            if cached is not None and root and os.path.isdir(os.path.join(root, cached.lstrip("/"))):
+                rel = cached
+            elif time.time() - asked < UNIT_RECHECK:
+                rel = cached
+            else:
+                rel = _unit_cgroup(task.systemd_unit)
+                self._units[task.systemd_unit] = (rel, time.time())
             if rel is None:
                 return None
         return os.path.join(root, rel.lstrip("/")) if root else None

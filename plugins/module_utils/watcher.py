@@ -331,7 +331,6 @@ class Watcher:
         self.denied_seen = {}
         self.metrics = Metrics(config)
         self.own_netns = os.stat("/proc/self/ns/net").st_ino
-        self.events = []
         self.swept = False
         self._fs_cache = {}
         self._ids, self._id_tops, self._foreign = {}, None, set()
@@ -569,7 +568,6 @@ class Watcher:
 
     def _event(self, event):
         event = dict({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now()))}, **event)
-        self.events.append(event)
         line = json.dumps(event, sort_keys=True)
         if self.config.event_log:
             directory = os.path.dirname(self.config.event_log)

@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import json
 import os
 import signal
@@ -320,7 +321,14 @@ def kill_cgroup(path, timeout=5.0):
 # -- the watcher ---------------------------------------------------------------------------------
 
 class Watcher:
-    def __init__(self, config, now=time.time):
+    """The scanner. With ``act=False`` (``--report``) it only looks: no kill, no bind filter attached
+    or detached, no event, no metrics, so it can run beside the daemon without disturbing it."""
+
+    def __init__(self, config, now=time.time, act=True):
+        if not act:
+            config = copy.copy(config)
+            config.metrics_listen = config.metrics_textfile = None
+        self.act = act
         self.config = config
         self.now = now
         self.tasks = []
@@ -433,10 +441,14 @@ class Watcher:
             bad = frozenset(offending[name])
             if bad:
                 report["violations"][name] = _ports_text(bad)
+            if not self.act:
+                continue
             self._act(task, path, bad, report)
             if config.mode == "prevent":
                 self._prevent(task, path, report)
-        if config.mode != "prevent":
+        if not self.act:
+            pass
+        elif config.mode != "prevent":
             self._drop_filters(set())
             if not self.swept:  # filters a previous watcher (in prevent mode) left on policy tasks
                 self._sweep(active, report)
@@ -567,6 +579,8 @@ class Watcher:
         self.metrics.close()
 
     def _event(self, event):
+        if not self.act:
+            return
         event = dict({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now()))}, **event)
         line = json.dumps(event, sort_keys=True)
         if self.config.event_log:
@@ -689,7 +703,10 @@ def main(argv=None):
                                                  "kill or prevent them.")
     parser.add_argument("--config", default="/etc/hostnet/ports-watcher.yml", help="YAML or JSON configuration")
     parser.add_argument("--once", action="store_true", help="scan once (acting per mode) and exit")
-    parser.add_argument("--json", action="store_true", help="with --once: print the state as JSON")
+    parser.add_argument("--json", action="store_true", help="with --once or --report: print the state as JSON")
+    parser.add_argument("--report", action="store_true",
+                        help="scan once without acting (no kill, no filter change, no event, no metrics) and "
+                             "print the state; safe beside a running daemon")
     parser.add_argument("--check", action="store_true", help="validate the configuration and policy, then exit")
     args = parser.parse_args(argv)
     if args.check:
@@ -702,15 +719,15 @@ def main(argv=None):
         sys.stdout.write("%s: valid, %d tasks\n" % (args.config, len(tasks)))
         return 0
     try:
-        watcher = Watcher(load_config(args.config))
+        watcher = Watcher(load_config(args.config), act=not args.report)
     except ValidationError as exc:
         sys.stderr.write("hostnet-ports-watcher: invalid configuration: %s\n" % exc)
         return 2
     if watcher.policy_error:
         sys.stderr.write("hostnet-ports-watcher: invalid policy: %s\n" % watcher.policy_error)
-        if args.once:
+        if args.once or args.report:
             return 2
-    if args.once:
+    if args.once or args.report:
         report = watcher.scan()
         watcher.close()
         if args.json:

@@ -160,6 +160,22 @@ def test_enforce_kills_the_whole_task_group_and_nothing_else(host, cg):
     assert events(host)[0]["action"] == "killed"
 
 
+def test_report_only_looks_even_in_enforce_mode(host, cg):
+    web = cg.make("web")
+    path = write_config(host, {"mode": "enforce", "metrics_listen": "127.0.0.1:9613",
+                               "tasks": [{"name": "web", "cgroup": web, "ports": "31000-31009"}]})
+    start(host, web, "tcp/31005", "tcp/31500")
+    proc = host.run(["/usr/bin/python3", WATCHER, "--config", path, "--report", "--json"], check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["violations"] == {"web": "tcp 31500"} and report["actions"] == []
+    assert len(cg.pids("web")) == 1  # not killed
+    assert events(host) == []  # nothing logged: the daemon's log stays the daemon's
+    # and it acts for real without --report
+    assert once(host, path)["violations"] == {"web": "tcp 31500"}
+    assert cg.pids("web") == []
+
+
 def test_isolated_port_range_limits_what_is_checked(host, cg):
     t = cg.make("t")
     path = write_config(host, {"isolated_port_range": "40000-40999",

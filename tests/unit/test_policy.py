@@ -1,0 +1,219 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host network policy check: each bad policy fails naming the host and the field."""
+
+import copy
+import glob
+import os
+
+import pytest
+import yaml
+
+from module_utils import policy
+from module_utils.policy import PolicyError
+
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+
+GOOD = {
+    "agent_ports": "31000-32000",
+    "tasks": [
+        {"name": "web", "ports": "31000-31015", "cgroup": "hostnet-tasks/web"},
+        {"name": "api", "ports": "31016-31031", "systemd_unit": "api.service"},
+        {"name": "batch", "ports": [31100, "31200-31201"]},
+    ],
+    "namespaces": [{"name": "web", "symlinks": ["/var/run/mesos/netns/web"]}, {"name": "api"}],
+    "veths": [
+        {"name": "veth-web", "peer": "eth0", "peer_netns": "web", "addresses": ["10.1.0.1/30"],
+         "peer_addresses": ["10.1.0.2/30"], "peer_gateway": "10.1.0.1"},
+        {"name": "veth-api", "peer": "eth0", "peer_netns": "api"},
+    ],
+    "qdiscs": [
+        {"device": "veth-web", "kind": "htb", "rate": "10mbit", "leaf": "pfifo"},
+        {"device": "eth0", "netns": "web", "kind": "tbf", "rate": "20mbit"},
+        {"device": "veth-web", "kind": "ingress"},
+    ],
+    "redirects": [{"veth": "veth-api", "task": "api", "devices": ["eth0"]}],
+    "ephemeral_ports": [{"container": "web", "netns": "web", "size": 1024}, {"container": "api", "netns": "api",
+                                                                               "range": "40960-41983"}],
+    "port_mappers": [{"network": "sandbox", "mappings": [
+        {"task": "web", "container_id": "web", "container_ip": "10.1.0.2", "host_port": 31000, "container_port": 80},
+        {"container_id": "x", "container_ip": "10.1.0.6", "host_port": "31500-31501", "container_port": "80-81"},
+    ]}],
+    "watcher": {"mode": "enforce", "watch_interval": 5},
+}
+
+
+def bad(mutate):
+    p = copy.deepcopy(GOOD)
+    mutate(p)
+    return p
+
+
+def setitem(path, value):
+    def mutate(p):
+        target = p
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return mutate
+
+
+def append(path, value):
+    def mutate(p):
+        target = p
+        for key in path:
+            target = target[key]
+        target.append(value)
+    return mutate
+
+
+INVALID = [
+    # (id, mutation, field named, words in the reason)
+    ("not-a-mapping", lambda p: p.clear() or p.update({"x": 1}), "hostnet_policy.x", "not a policy section"),
+    ("bad-agent-range", setitem(["agent_ports"], "32000-31000"), "hostnet_policy.agent_ports", "empty range"),
+    ("task-without-name", append(["tasks"], {"ports": "31300"}), "hostnet_policy.tasks[3].name", "required"),
+    ("duplicate-task", append(["tasks"], {"name": "web", "ports": "31400"}), "hostnet_policy.tasks[3].name",
+     "already declared at hostnet_policy.tasks[0]"),
+    ("tasks-overlap", setitem(["tasks", 1, "ports"], "31010-31031"), "hostnet_policy.tasks[1].ports",
+     "31010-31015 overlap task 'web'"),
+    ("task-outside-agent-range", setitem(["tasks", 2, "ports"], "30999-31001"), "hostnet_policy.tasks[2].ports",
+     "30999 lie outside the agent's range"),
+    ("task-bad-ports", setitem(["tasks", 0, "ports"], "80-http"), "hostnet_policy.tasks[0].ports", "not a port"),
+    ("task-cgroup-and-unit", setitem(["tasks", 0, "systemd_unit"], "web.service"),
+     "hostnet_policy.tasks[0].systemd_unit", "not both"),
+    ("task-unknown-option", setitem(["tasks", 0, "port"], 31000), "hostnet_policy.tasks[0].port",
+     "not a task option"),
+    ("mapping-in-other-task-range", setitem(["port_mappers", 0, "mappings", 0, "host_port"], 31020),
+     "hostnet_policy.port_mappers[0].mappings[0].host_port", "31020 lie in the range of task 'api'"),
+    ("mapping-without-owner-in-task-range", setitem(["port_mappers", 0, "mappings", 1, "host_port"], "31100-31101"),
+     "hostnet_policy.port_mappers[0].mappings[1].host_port", "name the owner with task: batch"),
+    ("mapping-outside-agent-range", setitem(["port_mappers", 0, "mappings", 1, "host_port"], "8080-8081"),
+     "hostnet_policy.port_mappers[0].mappings[1].host_port", "8080-8081 lie outside the agent's range"),
+    ("mapping-twice", append(["port_mappers", 0, "mappings"], {
+        "task": "web", "container_id": "y", "container_ip": "10.1.0.9", "host_port": 31000, "container_port": 81}),
+     "hostnet_policy.port_mappers[0].mappings[2].host_port", "tcp port 31000 is already mapped by "
+                                                             "hostnet_policy.port_mappers[0].mappings[0]"),
+    ("mapping-unknown-task", setitem(["port_mappers", 0, "mappings", 0, "task"], "wbe"),
+     "hostnet_policy.port_mappers[0].mappings[0].task", "task 'wbe' is not declared"),
+    ("mapper-twice", append(["port_mappers"], {"network": "sandbox"}), "hostnet_policy.port_mappers[1].network",
+     "already declared"),
+    ("veth-undeclared-namespace", setitem(["veths", 1, "peer_netns"], "apj"), "hostnet_policy.veths[1].peer_netns",
+     "namespace 'apj' is not declared in hostnet_policy.namespaces"),
+    ("veth-name-too-long", setitem(["veths", 0, "name"], "veth-web-frontend"), "hostnet_policy.veths[0].name",
+     "longer than 15 characters"),
+    ("duplicate-namespace", append(["namespaces"], {"name": "web"}), "hostnet_policy.namespaces[2].name",
+     "already declared"),
+    ("two-root-qdiscs", append(["qdiscs"], {"device": "veth-web", "kind": "tbf", "rate": "1mbit"}),
+     "hostnet_policy.qdiscs[3].device", "already declared"),
+    ("redirect-undeclared-veth", setitem(["redirects", 0, "veth"], "veth-db"), "hostnet_policy.redirects[0].veth",
+     "veth 'veth-db' is not declared"),
+    ("redirect-not-its-task-ports", setitem(["redirects", 0, "ports"], "31016-31040"),
+     "hostnet_policy.redirects[0].ports", "31032-31040 are not ports of task 'api'"),
+    ("redirect-without-ports", setitem(["redirects", 0, "task"], None), "hostnet_policy.redirects[0].ports",
+     "give ports, or the task"),
+    ("redirects-overlap", append(["redirects"], {"veth": "veth-web", "ports": "31020-31021"}),
+     "hostnet_policy.redirects[1].ports", "31020-31021 are already redirected by hostnet_policy.redirects[0]"),
+    ("ephemeral-in-agent-range", setitem(["ephemeral_ports", 1, "range"], "31744-32767"),
+     "hostnet_policy.ephemeral_ports[1].range", "in the agent's range"),
+    ("ephemeral-overlap", setitem(["ephemeral_ports", 0, "range"], "40960-41983"),
+     "hostnet_policy.ephemeral_ports[1].range", "overlaps hostnet_policy.ephemeral_ports[0].range"),
+    ("watcher-bad-mode", setitem(["watcher", "mode"], "kill"), "hostnet_policy.watcher.mode",
+     "'kill' is not one of audit, enforce, prevent"),
+    ("watcher-unknown-option", setitem(["watcher", "interval"], 5), "hostnet_policy.watcher.interval",
+     "not a watcher option"),
+    ("watcher-range-only-without-agent", lambda p: (p.pop("agent_ports"), p["watcher"].update(
+        check_agent_port_range_only=True)), "hostnet_policy.watcher.check_agent_port_range_only",
+     "needs hostnet_policy.agent_ports"),
+    ("watcher-nothing-to-watch", lambda p: [t.pop("cgroup", None) or t.pop("systemd_unit", None)
+                                            for t in p["tasks"]] and p["watcher"].update(enabled=True),
+     "hostnet_policy.watcher.enabled", "no task has a cgroup"),
+    ("section-not-a-list", setitem(["veths"], {"name": "veth-web"}), "hostnet_policy.veths", "must be a list"),
+]
+
+
+def test_the_good_policy_passes_and_is_normalised():
+    out = policy.check("edge-1", copy.deepcopy(GOOD))
+    assert [t["ports"] for t in out["tasks"]] == ["31000-31015", "31016-31031", "31100,31200-31201"]
+    assert out["redirects"][0]["ports"] == "31016-31031"  # the task's ports
+    assert out["watcher"] == {"enabled": True, "mode": "enforce", "watch_interval": 5}
+    assert [t["name"] for t in out["watched_tasks"]] == ["web", "api"]
+    assert out["agent_ports"] == "31000-32000"
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[case[0] for case in INVALID])
+def test_an_invalid_policy_fails_naming_host_and_field(case):
+    _id, mutate, field, words = case
+    p = bad(mutate)
+    before = copy.deepcopy(p)
+    with pytest.raises(PolicyError) as err:
+        policy.check("edge-7", p)
+    message = str(err.value)
+    assert message.startswith("host edge-7: invalid network policy")
+    lines = [line.strip() for line in message.splitlines()[1:]]
+    hits = [line for line in lines if line.startswith(field + ": ")]
+    assert hits, "no problem names %s:\n%s" % (field, message)
+    assert any(words in line for line in hits), "%r not in %s" % (words, hits)
+    assert p == before  # the check never edits what it was given
+
+
+def test_every_problem_is_reported_at_once():
+    p = bad(lambda p: (p["tasks"][1].update(ports="31010-31020"), p["watcher"].update(mode="kill")))
+    with pytest.raises(PolicyError) as err:
+        policy.check("h", p)
+    assert [f for f, _ in err.value.problems] == ["hostnet_policy.tasks[1].ports", "hostnet_policy.watcher.mode"]
+
+
+def test_an_empty_policy_is_valid_and_owns_nothing():
+    out = policy.check("h", None)
+    assert out["watcher"]["enabled"] is False and out["watched_tasks"] == []
+    assert all(v == [] for v in policy.owned(out).values())
+
+
+def test_requirements_follow_the_policy():
+    assert policy.requirements(GOOD) == sorted([
+        "pyroute2", "qdisc_htb", "qdisc_pfifo", "qdisc_tbf", "qdisc_ingress", "cls_u32", "act_mirred",
+        "sock_diag", "sock_diag_cgroup_id", "cgroup_v2"])
+    assert "bpf_cgroup_bind" in policy.requirements(dict(GOOD, watcher={"mode": "prevent"}))
+    assert policy.requirements({"port_mappers": [{"network": "n", "backend": "iptables"}]}) == [
+        "iptables", "iptables_wait", "xt_comment"]
+    assert policy.requirements({}) == []
+
+
+def test_removed_lists_only_what_the_new_policy_drops_and_not_what_goes_with_it():
+    old = policy.owned(policy.check("h", copy.deepcopy(GOOD)))
+    new = copy.deepcopy(GOOD)
+    new["namespaces"] = [{"name": "web"}]            # api's namespace goes ...
+    new["veths"] = [new["veths"][0]]                   # ... with veth-api (host end in the root ns: removed)
+    new["redirects"] = []
+    new["ephemeral_ports"] = [new["ephemeral_ports"][0]]
+    new["qdiscs"] = [new["qdiscs"][0]]                 # eth0 in web, and veth-web's ingress, go
+    new["port_mappers"] = []
+    gone = policy.removed(old, policy.owned(policy.check("h", new)))
+    assert [n["name"] for n in gone["namespaces"]] == ["api"]
+    assert [v["name"] for v in gone["veths"]] == ["veth-api"]
+    assert [r["veth"] for r in gone["redirects"]] == ["veth-api"]
+    assert [e["container"] for e in gone["ephemeral_ports"]] == ["api"]
+    assert [(q.get("netns", ""), q["device"], q["kind"]) for q in gone["qdiscs"]] == [
+        ("", "veth-web", "ingress"), ("web", "eth0", "root")]
+    assert [m["network"] for m in gone["port_mappers"]] == ["sandbox"]
+    assert all(v == [] for v in policy.removed(old, old).values())
+
+
+def test_a_qdisc_goes_with_its_removed_veth_or_namespace():
+    old = policy.owned(policy.check("h", copy.deepcopy(GOOD)))
+    gone = policy.removed(old, policy.owned(policy.check("h", {})))
+    assert gone["qdiscs"] == []  # veth-web goes, and web's eth0 with the namespace
+    assert [v["name"] for v in gone["veths"]] == ["veth-api", "veth-web"]
+
+
+SHIPPED = sorted(glob.glob(os.path.join(REPO, "inventories", "*", "host_vars", "*.yml"))
+                 + glob.glob(os.path.join(REPO, "inventories", "*", "group_vars", "*.yml")))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[os.path.relpath(p, REPO) for p in SHIPPED])
+def test_the_shipped_inventories_pass_the_check(path):
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if "hostnet_policy" not in data:
+        pytest.skip("no hostnet_policy in %s" % os.path.basename(path))
+    policy.check(os.path.basename(path)[:-4], data["hostnet_policy"])

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The host network policy check for playbooks, run on the controller before any host is touched.
 
-    {{ hostnet_policy | hostnet.isolation.network_policy(inventory_hostname) }}
+    {{ host_network_policy | hostnet.isolation.network_policy(inventory_hostname) }}
 
 fails the task with every problem of the policy, each naming its field, and otherwise returns the
 normalised policy the host_network role converges. The other filters give the capabilities a
@@ -49,7 +49,12 @@ def network_policy_removed(previous, current):
     return core.removed(_plain(previous), _plain(current))
 
 
+def network_policy_waiting(plan, namespace_results=None, veth_results=None):
+    return core.waiting(_plain(plan), _plain(namespace_results), _plain(veth_results))
+
+
 class FilterModule:
     def filters(self):
         return {"network_policy": network_policy, "network_policy_requirements": network_policy_requirements,
-                "network_policy_owned": network_policy_owned, "network_policy_removed": network_policy_removed}
+                "network_policy_owned": network_policy_owned, "network_policy_removed": network_policy_removed,
+                "network_policy_waiting": network_policy_waiting}

@@ -1,6 +1,6 @@
 # Copyright: hostnet.isolation contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One host's network policy (the ``hostnet_policy`` variable tree), checked as a whole.
+"""One host's network policy (the ``host_network_policy`` variable tree), checked as a whole.
 
 Each module validates its own options; this check looks across them, before any host is touched,
 for what no single module can see:
@@ -12,7 +12,7 @@ for what no single module can see:
 * an ephemeral range inside the agent's range or shared by two containers;
 * a name given twice, or a reference to a namespace, veth or task the policy does not declare.
 
-Every problem is reported, each naming its field (``hostnet_policy.tasks[1].ports``).
+Every problem is reported, each naming its field (``host_network_policy.tasks[1].ports``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,7 +22,7 @@ __metaclass__ = type
 from . import portranges
 from .errors import ValidationError
 
-ROOT = "hostnet_policy"
+ROOT = "host_network_policy"
 SECTIONS = ("agent_ports", "tasks", "namespaces", "veths", "qdiscs", "redirects", "ephemeral_ports",
             "port_mappers", "watcher")
 WATCHER_MODES = ("audit", "enforce", "prevent")
@@ -396,4 +396,56 @@ def removed(previous, current):
     out["veths"] = [v for v in out["veths"] if (v.get("netns") or "") not in gone_ns]
     out["qdiscs"] = [q for q in out["qdiscs"] if (q.get("netns") or "") not in gone_ns
                      and ((q.get("netns") or ""), q["device"]) not in gone_dev]
+    return out
+
+
+def waiting(plan, namespace_results=None, veth_results=None):
+    """Check mode: which items of ``plan`` cannot be planned against the kernel yet, by part.
+
+    A namespace or veth this run would create does not exist in check mode, so whatever lives in it
+    or on it cannot be read and compared. ``namespace_results`` and ``veth_results`` are the loop
+    results of the netns and veth tasks in check mode (a namespace without ``namespace_inode``, a
+    veth without ``interface``, would be created). Returns the indices into each part of the plan
+    that wait, and one line per waiting item for the report.
+    """
+    def created(results, key, test):
+        return [r.get("item") or {} for r in results or [] if r.get("skipped") or test(r.get(key))]
+
+    new_ns = set(i.get("name") for i in created(namespace_results, "netns",
+                                                  lambda v: not v or v.get("namespace_inode") is None))
+    new_dev = set()
+    for item in created(veth_results, "interface", lambda v: v is None):
+        new_dev.add((item.get("netns") or "", item.get("name")))
+        new_dev.add((item.get("peer_netns") or item.get("netns") or "", item.get("peer")))
+    out = {"report": []}
+
+    def mark(part, index, why):
+        out.setdefault(part, []).append(index)
+        out["report"].append(why)
+
+    plan = plan or {}
+    for i, v in enumerate(plan.get("veths") or []):
+        ns = [n for n in (v.get("netns"), v.get("peer_netns")) if n in new_ns]
+        if ns:
+            mark("veths", i, "veth %s <-> %s: would be created once namespace %s exists" % (
+                v["name"], v["peer"], ns[0]))
+    for i, q in enumerate(plan.get("qdiscs") or []):
+        where = q.get("netns") or ""
+        if where in new_ns or (where, q["device"]) in new_dev:
+            mark("qdiscs", i, "qdisc %s on %s%s: would be set once %s exists" % (
+                q["kind"], q["device"], " in %s" % where if where else "", "namespace %s" % where
+                if where in new_ns else "device %s" % q["device"]))
+    for i, r in enumerate(plan.get("redirects") or []):
+        where = r.get("netns") or ""
+        if where in new_ns or (where, r["veth"]) in new_dev:
+            mark("redirects", i, "redirect of %s to %s: would be set once %s exists" % (
+                r["ports"], r["veth"], "namespace %s" % where if where in new_ns else "veth %s" % r["veth"]))
+    for i, e in enumerate(plan.get("ephemeral_ports") or []):
+        if (e.get("netns") or "") in new_ns:
+            mark("ephemeral_ports", i, "ephemeral ports of %s: would be allocated once namespace %s exists" % (
+                e["container"], e["netns"]))
+    for i, m in enumerate(plan.get("port_mappers") or []):
+        if m.get("localhost") and new_dev:
+            mark("port_mappers", i, "port mapper %s: would be set once the veths this run creates exist (localhost "
+                                    "mappings need the route to each container)" % m["network"])
     return out

@@ -69,65 +69,65 @@ def append(path, value):
 
 INVALID = [
     # (id, mutation, field named, words in the reason)
-    ("not-a-mapping", lambda p: p.clear() or p.update({"x": 1}), "hostnet_policy.x", "not a policy section"),
-    ("bad-agent-range", setitem(["agent_ports"], "32000-31000"), "hostnet_policy.agent_ports", "empty range"),
-    ("task-without-name", append(["tasks"], {"ports": "31300"}), "hostnet_policy.tasks[3].name", "required"),
-    ("duplicate-task", append(["tasks"], {"name": "web", "ports": "31400"}), "hostnet_policy.tasks[3].name",
-     "already declared at hostnet_policy.tasks[0]"),
-    ("tasks-overlap", setitem(["tasks", 1, "ports"], "31010-31031"), "hostnet_policy.tasks[1].ports",
+    ("not-a-mapping", lambda p: p.clear() or p.update({"x": 1}), "host_network_policy.x", "not a policy section"),
+    ("bad-agent-range", setitem(["agent_ports"], "32000-31000"), "host_network_policy.agent_ports", "empty range"),
+    ("task-without-name", append(["tasks"], {"ports": "31300"}), "host_network_policy.tasks[3].name", "required"),
+    ("duplicate-task", append(["tasks"], {"name": "web", "ports": "31400"}), "host_network_policy.tasks[3].name",
+     "already declared at host_network_policy.tasks[0]"),
+    ("tasks-overlap", setitem(["tasks", 1, "ports"], "31010-31031"), "host_network_policy.tasks[1].ports",
      "31010-31015 overlap task 'web'"),
-    ("task-outside-agent-range", setitem(["tasks", 2, "ports"], "30999-31001"), "hostnet_policy.tasks[2].ports",
+    ("task-outside-agent-range", setitem(["tasks", 2, "ports"], "30999-31001"), "host_network_policy.tasks[2].ports",
      "30999 lie outside the agent's range"),
-    ("task-bad-ports", setitem(["tasks", 0, "ports"], "80-http"), "hostnet_policy.tasks[0].ports", "not a port"),
+    ("task-bad-ports", setitem(["tasks", 0, "ports"], "80-http"), "host_network_policy.tasks[0].ports", "not a port"),
     ("task-cgroup-and-unit", setitem(["tasks", 0, "systemd_unit"], "web.service"),
-     "hostnet_policy.tasks[0].systemd_unit", "not both"),
-    ("task-unknown-option", setitem(["tasks", 0, "port"], 31000), "hostnet_policy.tasks[0].port",
+     "host_network_policy.tasks[0].systemd_unit", "not both"),
+    ("task-unknown-option", setitem(["tasks", 0, "port"], 31000), "host_network_policy.tasks[0].port",
      "not a task option"),
     ("mapping-in-other-task-range", setitem(["port_mappers", 0, "mappings", 0, "host_port"], 31020),
-     "hostnet_policy.port_mappers[0].mappings[0].host_port", "31020 lie in the range of task 'api'"),
+     "host_network_policy.port_mappers[0].mappings[0].host_port", "31020 lie in the range of task 'api'"),
     ("mapping-without-owner-in-task-range", setitem(["port_mappers", 0, "mappings", 1, "host_port"], "31100-31101"),
-     "hostnet_policy.port_mappers[0].mappings[1].host_port", "name the owner with task: batch"),
+     "host_network_policy.port_mappers[0].mappings[1].host_port", "name the owner with task: batch"),
     ("mapping-outside-agent-range", setitem(["port_mappers", 0, "mappings", 1, "host_port"], "8080-8081"),
-     "hostnet_policy.port_mappers[0].mappings[1].host_port", "8080-8081 lie outside the agent's range"),
+     "host_network_policy.port_mappers[0].mappings[1].host_port", "8080-8081 lie outside the agent's range"),
     ("mapping-twice", append(["port_mappers", 0, "mappings"], {
         "task": "web", "container_id": "y", "container_ip": "10.1.0.9", "host_port": 31000, "container_port": 81}),
-     "hostnet_policy.port_mappers[0].mappings[2].host_port", "tcp port 31000 is already mapped by "
-                                                             "hostnet_policy.port_mappers[0].mappings[0]"),
+     "host_network_policy.port_mappers[0].mappings[2].host_port", "tcp port 31000 is already mapped by "
+                                                             "host_network_policy.port_mappers[0].mappings[0]"),
     ("mapping-unknown-task", setitem(["port_mappers", 0, "mappings", 0, "task"], "wbe"),
-     "hostnet_policy.port_mappers[0].mappings[0].task", "task 'wbe' is not declared"),
-    ("mapper-twice", append(["port_mappers"], {"network": "sandbox"}), "hostnet_policy.port_mappers[1].network",
+     "host_network_policy.port_mappers[0].mappings[0].task", "task 'wbe' is not declared"),
+    ("mapper-twice", append(["port_mappers"], {"network": "sandbox"}), "host_network_policy.port_mappers[1].network",
      "already declared"),
-    ("veth-undeclared-namespace", setitem(["veths", 1, "peer_netns"], "apj"), "hostnet_policy.veths[1].peer_netns",
-     "namespace 'apj' is not declared in hostnet_policy.namespaces"),
-    ("veth-name-too-long", setitem(["veths", 0, "name"], "veth-web-frontend"), "hostnet_policy.veths[0].name",
+    ("veth-undeclared-namespace", setitem(["veths", 1, "peer_netns"], "apj"), "host_network_policy.veths[1].peer_netns",
+     "namespace 'apj' is not declared in host_network_policy.namespaces"),
+    ("veth-name-too-long", setitem(["veths", 0, "name"], "veth-web-frontend"), "host_network_policy.veths[0].name",
      "longer than 15 characters"),
-    ("duplicate-namespace", append(["namespaces"], {"name": "web"}), "hostnet_policy.namespaces[2].name",
+    ("duplicate-namespace", append(["namespaces"], {"name": "web"}), "host_network_policy.namespaces[2].name",
      "already declared"),
     ("two-root-qdiscs", append(["qdiscs"], {"device": "veth-web", "kind": "tbf", "rate": "1mbit"}),
-     "hostnet_policy.qdiscs[3].device", "already declared"),
-    ("redirect-undeclared-veth", setitem(["redirects", 0, "veth"], "veth-db"), "hostnet_policy.redirects[0].veth",
+     "host_network_policy.qdiscs[3].device", "already declared"),
+    ("redirect-undeclared-veth", setitem(["redirects", 0, "veth"], "veth-db"), "host_network_policy.redirects[0].veth",
      "veth 'veth-db' is not declared"),
     ("redirect-not-its-task-ports", setitem(["redirects", 0, "ports"], "31016-31040"),
-     "hostnet_policy.redirects[0].ports", "31032-31040 are not ports of task 'api'"),
-    ("redirect-without-ports", setitem(["redirects", 0, "task"], None), "hostnet_policy.redirects[0].ports",
+     "host_network_policy.redirects[0].ports", "31032-31040 are not ports of task 'api'"),
+    ("redirect-without-ports", setitem(["redirects", 0, "task"], None), "host_network_policy.redirects[0].ports",
      "give ports, or the task"),
     ("redirects-overlap", append(["redirects"], {"veth": "veth-web", "ports": "31020-31021"}),
-     "hostnet_policy.redirects[1].ports", "31020-31021 are already redirected by hostnet_policy.redirects[0]"),
+     "host_network_policy.redirects[1].ports", "31020-31021 are already redirected by host_network_policy.redirects[0]"),
     ("ephemeral-in-agent-range", setitem(["ephemeral_ports", 1, "range"], "31744-32767"),
-     "hostnet_policy.ephemeral_ports[1].range", "in the agent's range"),
+     "host_network_policy.ephemeral_ports[1].range", "in the agent's range"),
     ("ephemeral-overlap", setitem(["ephemeral_ports", 0, "range"], "40960-41983"),
-     "hostnet_policy.ephemeral_ports[1].range", "overlaps hostnet_policy.ephemeral_ports[0].range"),
-    ("watcher-bad-mode", setitem(["watcher", "mode"], "kill"), "hostnet_policy.watcher.mode",
+     "host_network_policy.ephemeral_ports[1].range", "overlaps host_network_policy.ephemeral_ports[0].range"),
+    ("watcher-bad-mode", setitem(["watcher", "mode"], "kill"), "host_network_policy.watcher.mode",
      "'kill' is not one of audit, enforce, prevent"),
-    ("watcher-unknown-option", setitem(["watcher", "interval"], 5), "hostnet_policy.watcher.interval",
+    ("watcher-unknown-option", setitem(["watcher", "interval"], 5), "host_network_policy.watcher.interval",
      "not a watcher option"),
     ("watcher-range-only-without-agent", lambda p: (p.pop("agent_ports"), p["watcher"].update(
-        check_agent_port_range_only=True)), "hostnet_policy.watcher.check_agent_port_range_only",
-     "needs hostnet_policy.agent_ports"),
+        check_agent_port_range_only=True)), "host_network_policy.watcher.check_agent_port_range_only",
+     "needs host_network_policy.agent_ports"),
     ("watcher-nothing-to-watch", lambda p: [t.pop("cgroup", None) or t.pop("systemd_unit", None)
                                             for t in p["tasks"]] and p["watcher"].update(enabled=True),
-     "hostnet_policy.watcher.enabled", "no task has a cgroup"),
-    ("section-not-a-list", setitem(["veths"], {"name": "veth-web"}), "hostnet_policy.veths", "must be a list"),
+     "host_network_policy.watcher.enabled", "no task has a cgroup"),
+    ("section-not-a-list", setitem(["veths"], {"name": "veth-web"}), "host_network_policy.veths", "must be a list"),
 ]
 
 
@@ -160,7 +160,7 @@ def test_every_problem_is_reported_at_once():
     p = bad(lambda p: (p["tasks"][1].update(ports="31010-31020"), p["watcher"].update(mode="kill")))
     with pytest.raises(PolicyError) as err:
         policy.check("h", p)
-    assert [f for f, _ in err.value.problems] == ["hostnet_policy.tasks[1].ports", "hostnet_policy.watcher.mode"]
+    assert [f for f, _ in err.value.problems] == ["host_network_policy.tasks[1].ports", "host_network_policy.watcher.mode"]
 
 
 def test_an_empty_policy_is_valid_and_owns_nothing():
@@ -214,6 +214,6 @@ SHIPPED = sorted(glob.glob(os.path.join(REPO, "inventories", "*", "host_vars", "
 def test_the_shipped_inventories_pass_the_check(path):
     with open(path) as f:
         data = yaml.safe_load(f) or {}
-    if "hostnet_policy" not in data:
-        pytest.skip("no hostnet_policy in %s" % os.path.basename(path))
-    policy.check(os.path.basename(path)[:-4], data["hostnet_policy"])
+    if "host_network_policy" not in data:
+        pytest.skip("no host_network_policy in %s" % os.path.basename(path))
+    policy.check(os.path.basename(path)[:-4], data["host_network_policy"])

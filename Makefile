@@ -16,7 +16,7 @@ VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL := $(BUILD)/hostnet-isolation-$(VERSION).tar.gz
 SANITY_ROOT := $(BUILD)/sanity/ansible_collections/hostnet/isolation
 JOBS ?= 2
-SANDBOX_HOSTS ?= 3
+SANDBOX_HOSTS ?= 4
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_NOCOLOR := 1
@@ -27,7 +27,7 @@ export PATH := $(BIN):$(PATH)
         test-examples test-molecule molecule-setup sanity lint clean
 
 help:
-	@echo "make demo   - converge a local sandbox fleet (network namespaces) and show what it did"
+	@echo "make demo   - converge a local sandbox fleet (systemd containers) and show what it did"
 	@echo "make test   - unit, integration, sanity and lint: everything CI runs"
 
 # Debian packages, installed only when one is missing.
@@ -77,8 +77,10 @@ $(WATCHER): $(wildcard plugins/module_utils/*.py)
 	$(PYTHON) -m zipapp $(BUILD)/watcher/src -p /usr/bin/python3 -o $@
 watcher: $(WATCHER)
 
-demo: deps venv collection
-	$(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --workdir $(BUILD)/sandbox
+# The sandbox fleet: systemd containers of the molecule image (built once, cached), reached with nsenter.
+demo: deps venv collection molecule-setup
+	image=$$($(MOLECULE_ENV) molecule/image/build-image.sh) && \
+	  $(MOLECULE_ENV) $(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --image $$image
 
 test: deps venv collection test-unit test-integration test-molecule sanity lint
 	@echo "make test: all checks passed"

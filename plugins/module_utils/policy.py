@@ -259,13 +259,14 @@ def check(host, policy):
                           % (_text(shared), name, _full(task_field), _text(ports),
                              "" if owner else "; name the owner with task: %s if the mapping is its" % name))
             outside_agent("%s.host_port" % mfield, host_ports, "host ports")
-            key_base = (str(mapping.get("protocol") or "tcp"), str(mapping.get("host_ip") or ""))
+            family = "IPv6" if ":" in str(mapping.get("container_ip") or "") else "IPv4"
+            key_base = (str(mapping.get("protocol") or "tcp"), str(mapping.get("host_ip") or family))
             for port_first, port_last in host_ports:
                 for port in range(port_first, port_last + 1):
                     key = key_base + (port,)
                     if key in mapped:
-                        c.bad("%s.host_port" % mfield, "%s port %d%s is already mapped by %s"
-                              % (key[0], port, " on %s" % key[1] if key[1] else "", _full(mapped[key])))
+                        c.bad("%s.host_port" % mfield, "%s port %d (%s) is already mapped by %s"
+                              % (key[0], port, key[1], _full(mapped[key])))
                         break
                     mapped[key] = mfield
                 else:

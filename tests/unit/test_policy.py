@@ -91,7 +91,7 @@ INVALID = [
      "host_network_policy.port_mappers[0].mappings[1].host_port", "8080-8081 lie outside the agent's range"),
     ("mapping-twice", append(["port_mappers", 0, "mappings"], {
         "task": "web", "container_id": "y", "container_ip": "10.1.0.9", "host_port": 31000, "container_port": 81}),
-     "host_network_policy.port_mappers[0].mappings[2].host_port", "tcp port 31000 is already mapped by "
+     "host_network_policy.port_mappers[0].mappings[2].host_port", "tcp port 31000 (IPv4) is already mapped by "
                                                              "host_network_policy.port_mappers[0].mappings[0]"),
     ("mapping-unknown-task", setitem(["port_mappers", 0, "mappings", 0, "task"], "wbe"),
      "host_network_policy.port_mappers[0].mappings[0].task", "task 'wbe' is not declared"),

@@ -1,0 +1,87 @@
+# Copyright: hostnet.isolation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Wall time of playbooks/site.yml on 6, 12 and 24 sandbox hosts: first converge and no-op re-run.
+
+    make collection molecule-setup
+    image=$(CONTAINERS_CONF=... molecule/image/build-image.sh)
+    CONTAINERS_CONF=/var/tmp/hostnet-molecule/containers.conf \\
+    CONTAINERS_STORAGE_CONF=/var/tmp/hostnet-molecule/storage.conf \\
+      .venv/bin/python bench/site.py --image $image [--hosts 6 12 24] [--forks 5 25]
+
+Each size gets fresh sandbox hosts (systemd containers, tests/harness/sandbox.py; half `edge`, half
+`batch`, the demo's two policies). For each forks value: a fresh sandbox, the first converge,
+a no-op re-run, and the floor: a playbook with one `ping` task per host over the same connection,
+measured in the same run. Prints seconds, seconds per host, and the ratio to the floor.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tests.harness import sandbox  # noqa: E402
+
+PING = """- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.ping:
+"""
+
+
+def play(inventory, playbook, forks):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"),
+               ANSIBLE_FORKS=str(forks), ANSIBLE_NOCOLOR="1")
+    argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory, playbook]
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-4000:])
+        raise SystemExit("%s failed (%d)" % (playbook, proc.returncode))
+    changed = sum(int(part.split("=")[1]) for line in proc.stdout.splitlines() if " changed=" in line
+                  for part in line.split() if part.startswith("changed="))
+    return elapsed, changed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image", default="localhost/hostnet-systemd:bookworm")
+    parser.add_argument("--hosts", type=int, nargs="+", default=[6, 12, 24])
+    parser.add_argument("--forks", type=int, nargs="+", default=[5, 25])
+    args = parser.parse_args()
+    site = os.path.join(REPO, "playbooks", "site.yml")
+    inventory = sandbox.INVENTORY
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+        f.write(PING)
+        ping = f.name
+    print("%5s %5s | %9s %9s | %9s %9s | %9s | %8s %8s" % (
+        "hosts", "forks", "first s", "s/host", "no-op s", "s/host", "ping s", "first/f", "no-op/f"))
+    try:
+        for hosts in args.hosts:
+            for forks in args.forks:
+                sandbox.up(hosts, args.image, inventory)
+                try:
+                    floor, _ = play(inventory, ping, forks)
+                    first, changed_first = play(inventory, site, forks)
+                    noop, changed_noop = play(inventory, site, forks)
+                finally:
+                    sandbox.down(inventory)
+                if changed_first == 0 or changed_noop != 0:
+                    raise SystemExit("unexpected: first run changed %d, no-op changed %d" % (changed_first,
+                                                                                            changed_noop))
+                print("%5d %5d | %9.1f %9.2f | %9.1f %9.2f | %9.2f | %7.1fx %7.1fx" % (
+                    hosts, forks, first, first / hosts, noop, noop / hosts, floor, first / floor, noop / floor),
+                    flush=True)
+    finally:
+        os.unlink(ping)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -116,7 +116,7 @@ endef
 export CONTAINERS_CONF_TEXT STORAGE_CONF_TEXT
 MOLECULE_ENV = CONTAINERS_CONF=$(MOLECULE_HOME)/containers.conf CONTAINERS_STORAGE_CONF=$(MOLECULE_HOME)/storage.conf \
   HOME=$(MOLECULE_HOME)/home ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 PY_COLORS=0 NO_COLOR=1
-MOLECULE_SCENARIOS ?= ports_watcher
+MOLECULE_SCENARIOS ?= ports_watcher fleet
 
 molecule-setup: deps venv
 	@mkdir -p $(MOLECULE_HOME)/home $(MOLECULE_HOME)/networks

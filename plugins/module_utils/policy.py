@@ -113,8 +113,8 @@ def check(host, policy):
     if policy is None:
         policy = {}
     if not isinstance(policy, dict):
-        raise PolicyError(host, [(ROOT, "must be a mapping of %s, not %s" % (", ".join(SECTIONS),
-                                                                               type(policy).__name__))])
+        reason = "must be a mapping of %s, not %s" % (", ".join(SECTIONS), type(policy).__name__)
+        raise PolicyError(host, [(ROOT, reason)])
     for key in sorted(set(policy) - set(SECTIONS)):
         c.bad(key, "is not a policy section (sections: %s)" % ", ".join(SECTIONS))
 
@@ -412,8 +412,10 @@ def waiting(plan, namespace_results=None, veth_results=None):
     def created(results, key, test):
         return [r.get("item") or {} for r in results or [] if r.get("skipped") or test(r.get(key))]
 
-    new_ns = set(i.get("name") for i in created(namespace_results, "netns",
-                                                  lambda v: not v or v.get("namespace_inode") is None))
+    def no_inode(netns):
+        return not netns or netns.get("namespace_inode") is None
+
+    new_ns = set(i.get("name") for i in created(namespace_results, "netns", no_inode))
     new_dev = set()
     for item in created(veth_results, "interface", lambda v: v is None):
         new_dev.add((item.get("netns") or "", item.get("name")))

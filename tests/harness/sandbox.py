@@ -14,7 +14,6 @@ configured as `make molecule-setup` does (CONTAINERS_CONF, CONTAINERS_STORAGE_CO
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys

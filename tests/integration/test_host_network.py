@@ -76,7 +76,7 @@ def test_converge_then_nothing_changes_and_traffic_reaches_the_mapped_task(box):
     # the second run changes nothing, and neither does a check-mode run
     rc, stats, results = converge(box, POLICY)
     assert rc == 0 and stats["changed"] == 0, [r["_task"] for r in results if r.get("changed")]
-    rc, stats, _ = converge(box, POLICY, check=True)
+    rc, stats, _results = converge(box, POLICY, check=True)
     assert rc == 0 and stats["changed"] == 0
     assert_same(snap, box.snapshot(), "host after the no-op runs")
 
@@ -112,7 +112,7 @@ def test_what_the_policy_drops_is_removed(box):
     assert "api" not in box.sh("ip netns list").stdout and "web" in view
     assert "htb" not in view and "does not exist" in view and "mirred" not in view
     assert "hn-test" not in view and '"web"' not in view.split("tables")[-1]
-    rc, stats, _ = converge(box, smaller)
+    rc, stats, _results = converge(box, smaller)
     assert rc == 0 and stats["changed"] == 0
 
 

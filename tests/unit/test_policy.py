@@ -33,8 +33,8 @@ GOOD = {
         {"device": "veth-web", "kind": "ingress"},
     ],
     "redirects": [{"veth": "veth-api", "task": "api", "devices": ["eth0"]}],
-    "ephemeral_ports": [{"container": "web", "netns": "web", "size": 1024}, {"container": "api", "netns": "api",
-                                                                               "range": "40960-41983"}],
+    "ephemeral_ports": [{"container": "web", "netns": "web", "size": 1024},
+                        {"container": "api", "netns": "api", "range": "40960-41983"}],
     "port_mappers": [{"network": "sandbox", "mappings": [
         {"task": "web", "container_id": "web", "container_ip": "10.1.0.2", "host_port": 31000, "container_port": 80},
         {"container_id": "x", "container_ip": "10.1.0.6", "host_port": "31500-31501", "container_port": "80-81"},
@@ -91,8 +91,7 @@ INVALID = [
      "host_network_policy.port_mappers[0].mappings[1].host_port", "8080-8081 lie outside the agent's range"),
     ("mapping-twice", append(["port_mappers", 0, "mappings"], {
         "task": "web", "container_id": "y", "container_ip": "10.1.0.9", "host_port": 31000, "container_port": 81}),
-     "host_network_policy.port_mappers[0].mappings[2].host_port", "tcp port 31000 (IPv4) is already mapped by "
-                                                             "host_network_policy.port_mappers[0].mappings[0]"),
+     "host_network_policy.port_mappers[0].mappings[2].host_port", "tcp port 31000 (IPv4) is already mapped by host_network_policy.port_mappers[0].mappings[0]"),
     ("mapping-unknown-task", setitem(["port_mappers", 0, "mappings", 0, "task"], "wbe"),
      "host_network_policy.port_mappers[0].mappings[0].task", "task 'wbe' is not declared"),
     ("mapper-twice", append(["port_mappers"], {"network": "sandbox"}), "host_network_policy.port_mappers[1].network",
@@ -160,7 +159,7 @@ def test_every_problem_is_reported_at_once():
     p = bad(lambda p: (p["tasks"][1].update(ports="31010-31020"), p["watcher"].update(mode="kill")))
     with pytest.raises(PolicyError) as err:
         policy.check("h", p)
-    assert [f for f, _ in err.value.problems] == ["host_network_policy.tasks[1].ports", "host_network_policy.watcher.mode"]
+    assert [problem[0] for problem in err.value.problems] == ["host_network_policy.tasks[1].ports", "host_network_policy.watcher.mode"]
 
 
 def test_an_empty_policy_is_valid_and_owns_nothing():

@@ -45,9 +45,10 @@ def _task_results(stdout):
     results = []
     for play in data.get("plays", []):
         for task in play.get("tasks", []):
-            for host_result in task.get("hosts", {}).values():
+            for host_name, host_result in task.get("hosts", {}).items():
                 result = AnsibleResult(host_result)
                 result["_task"] = task.get("task", {}).get("name")
+                result["_host"] = host_name
                 results.append(result)
     return data, results
 

@@ -18,7 +18,7 @@ if podman image exists "$ref"; then
     echo "using cached $ref" >&2; echo "$ref"; exit 0
 fi
 
-pkgs=$(grep -v '^#' "$here/packages.txt" | xargs)
+read -ra pkgs <<<"$(grep -v '^#' "$here/packages.txt" | xargs)"
 rootfs="$WORK/rootfs-$hash"
 rm -rf "$rootfs"; mkdir -p "$rootfs"
 trap 'rm -rf --one-file-system "$rootfs"' EXIT
@@ -26,6 +26,7 @@ trap 'rm -rf --one-file-system "$rootfs"' EXIT
 t0=$SECONDS
 # debootstrap and the chroot install run in a private mount namespace: the proc/sys/dev mounts they
 # make vanish with it, even on failure, so `rm -rf` can never descend into the host's /proc or /dev.
+# shellcheck disable=SC2016  # the inner script expands its own arguments ($1...), not this script's
 unshare --mount --propagation private -- bash -euo pipefail -c '
     suite=$1 r=$2 mirror=$3; shift 3
     debootstrap --variant=minbase "$suite" "$r" "$mirror"
@@ -40,7 +41,7 @@ unshare --mount --propagation private -- bash -euo pipefail -c '
     in_root apt-get install -y -qq --no-install-recommends "$@"
     in_root apt-get clean
     echo "debootstrap + apt-get install: $((SECONDS))s" >&2
-' _ "$SUITE" "$rootfs" "$MIRROR" $pkgs >"$WORK/build-$hash.log" 2>&1 \
+' _ "$SUITE" "$rootfs" "$MIRROR" "${pkgs[@]}" >"$WORK/build-$hash.log" 2>&1 \
     || { tail -20 "$WORK/build-$hash.log"; exit 1; }
 grep -E '^debootstrap' "$WORK/build-$hash.log" >&2
 

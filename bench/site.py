@@ -6,12 +6,14 @@
     image=$(CONTAINERS_CONF=... molecule/image/build-image.sh)
     CONTAINERS_CONF=/var/tmp/hostnet-molecule/containers.conf \\
     CONTAINERS_STORAGE_CONF=/var/tmp/hostnet-molecule/storage.conf \\
-      .venv/bin/python bench/site.py --image $image [--hosts 6 12 24] [--forks 5 25]
+      .venv/bin/python bench/site.py --image $image [--hosts 6 12 24] [--forks 5 25] [--serial 100%]
 
 Each size gets fresh sandbox hosts (systemd containers, tests/harness/sandbox.py; half `edge`, half
 `batch`, the demo's two policies). For each forks value: a fresh sandbox, the first converge,
 a no-op re-run, and the floor: a playbook with one `ping` task per host over the same connection,
 measured in the same run. Prints seconds, seconds per host, and the ratio to the floor.
+site.yml runs with `-e hostnet_serial=<--serial>` (default 100%: one batch, so forks decide how many
+hosts run at once; the sandbox inventory's own `hostnet_serial: 2` would cap that at two).
 """
 
 import argparse
@@ -33,10 +35,10 @@ PING = """- hosts: all
 """
 
 
-def play(inventory, playbook, forks):
+def play(inventory, playbook, forks, extra=()):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"),
                ANSIBLE_FORKS=str(forks), ANSIBLE_NOCOLOR="1")
-    argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory, playbook]
+    argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory, playbook] + list(extra)
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False)
@@ -54,12 +56,14 @@ def main():
     parser.add_argument("--image", default="localhost/hostnet-systemd:bookworm")
     parser.add_argument("--hosts", type=int, nargs="+", default=[6, 12, 24])
     parser.add_argument("--forks", type=int, nargs="+", default=[5, 25])
+    parser.add_argument("--serial", default="100%", help="hosts per site.yml batch (hostnet_serial)")
     args = parser.parse_args()
     site = os.path.join(REPO, "playbooks", "site.yml")
     inventory = sandbox.INVENTORY
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
         f.write(PING)
         ping = f.name
+    print("site.yml with hostnet_serial=%s; floor: one ping task per host (forks as given)" % args.serial)
     print("%5s %5s | %9s %9s | %9s %9s | %9s | %8s %8s" % (
         "hosts", "forks", "first s", "s/host", "no-op s", "s/host", "ping s", "first/f", "no-op/f"))
     try:
@@ -68,8 +72,9 @@ def main():
                 sandbox.up(hosts, args.image, inventory)
                 try:
                     floor = play(inventory, ping, forks)[0]
-                    first, changed_first = play(inventory, site, forks)
-                    noop, changed_noop = play(inventory, site, forks)
+                    serial = ["-e", "hostnet_serial=%s" % args.serial]
+                    first, changed_first = play(inventory, site, forks, serial)
+                    noop, changed_noop = play(inventory, site, forks, serial)
                 finally:
                     sandbox.down(inventory)
                 if changed_first == 0 or changed_noop != 0:

@@ -23,6 +23,7 @@ import copy
 import json
 import os
 import signal
+import socket
 import syslog
 import time
 
@@ -695,6 +696,27 @@ class Metrics:
 
 # -- the command ---------------------------------------------------------------------------------
 
+def notify_ready():
+    """Tell systemd the daemon is up (``Type=notify``); nothing without ``$NOTIFY_SOCKET``.
+
+    Until then ``systemctl start``/``restart`` wait, so a ``reload`` (SIGHUP) that follows can never
+    reach the process before its handler is in place: SIGHUP's default action ends the process,
+    which systemd counts as a clean exit and would not restart.
+    """
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    if path.startswith("@"):
+        path = "\0" + path[1:]                      # abstract namespace
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.connect(path)
+        sock.sendall(b"READY=1")
+    finally:
+        sock.close()
+    return True
+
+
 def main(argv=None):
     import argparse
     import sys
@@ -709,6 +731,13 @@ def main(argv=None):
                              "print the state; safe beside a running daemon")
     parser.add_argument("--check", action="store_true", help="validate the configuration and policy, then exit")
     args = parser.parse_args(argv)
+    daemon = not (args.check or args.once or args.report)
+    hup = []
+    stop = []
+    if daemon:                                        # before anything slow: a reload may come early
+        signal.signal(signal.SIGHUP, lambda *_: hup.append(1))
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+        signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     if args.check:
         try:
             config = load_config(args.config)
@@ -736,17 +765,16 @@ def main(argv=None):
             for name, ports in sorted(report["violations"].items()):
                 sys.stdout.write("%s: %s\n" % (name, ports))
         return 0
-    hup = []
-    signal.signal(signal.SIGHUP, lambda *_: hup.append(1))
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    ready = False
     try:
         while not stop:
             if hup:
                 del hup[:]
                 watcher.reload(force=True)
             watcher.scan()
+            if not ready:
+                ready = True
+                notify_ready()                        # after the first scan: "active" has looked once
             deadline = time.time() + watcher.config.watch_interval
             while not stop and not hup and time.time() < deadline:
                 time.sleep(min(0.05, watcher.config.watch_interval))

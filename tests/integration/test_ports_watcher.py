@@ -10,6 +10,7 @@ in the hermetic host's network namespace, which is the one the watcher scans.
 import json
 import os
 import signal
+import socket
 import time
 import uuid
 
@@ -355,5 +356,33 @@ def test_sighup_reloads_a_policy_edit_the_change_check_cannot_see(host, cg):
         daemon.send_signal(signal.SIGHUP)  # (nsenter exec'd the daemon: this is its pid)
         _wait(lambda: [e["event"] for e in events(host)] == ["violation", "violation_cleared"])
     finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+
+
+def test_the_daemon_is_ready_only_after_its_first_scan_and_survives_a_reload_right_after(host, cg):
+    """Type=notify: systemd's start/restart return at READY=1, so a reload can follow at once.
+
+    A SIGHUP before the handler is in place would end the daemon, and systemd counts that as a
+    clean exit it does not restart (seen on a loaded 12-host rollout before the unit was notify).
+    """
+    t = cg.make("t")
+    path = write_config(host, {"watch_interval": 30, "policy_dir": "/run/watcher/policy.d"},
+                        {"t": {"name": "t", "cgroup": t, "ports": "31000"}})
+    start(host, t, "tcp/31444")
+    address = os.path.join(REPO, ".build", "notify-%s.sock" % uuid.uuid4().hex[:8])
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(address)
+    receiver.settimeout(20)
+    daemon = host.spawn(["env", "NOTIFY_SOCKET=%s" % address, "/usr/bin/python3", WATCHER, "--config", path])
+    try:
+        assert receiver.recv(100) == b"READY=1"
+        assert [e["event"] for e in events(host)] == ["violation"]  # the first scan came before READY
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert daemon.poll() is None, "the daemon ended on a SIGHUP right after READY"
+    finally:
+        receiver.close()
+        os.unlink(address)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=10)

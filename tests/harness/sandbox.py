@@ -53,7 +53,7 @@ def up(count, image, inventory=INVENTORY):
                 "--network", "none", "--cap-add", "NET_ADMIN,SYS_ADMIN", "--security-opt", "unmask=/proc/sys",
                 "--cgroupns", "private", "--systemd", "always", image, "/sbin/init")
     pids = {}
-    deadline = time.time() + 120
+    deadline = time.time() + 60 + 10 * count  # each boot shares the machine's CPUs with the others
     for name in names:
         while True:  # systemd is up when it answers (running or degraded: either can start units)
             state = _podman("exec", PREFIX + name, "systemctl", "is-system-running", check=False).stdout.strip()

@@ -60,6 +60,7 @@ def up(count, image, inventory=INVENTORY):
             if state in ("running", "degraded"):
                 break
             if time.time() > deadline:
+                down(inventory)  # leave no container behind
                 raise RuntimeError("%s: systemd did not come up (%s)" % (name, state))
             time.sleep(0.2)
         pids[name] = int(_podman("inspect", "-f", "{{.State.Pid}}", PREFIX + name).stdout)

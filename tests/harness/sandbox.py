@@ -28,6 +28,11 @@ INVENTORY = os.path.join(INVENTORY_DIR, "hosts.yml")
 MANAGED_PYTHON = "/usr/bin/python3"  # the image's Python with Debian's python3-pyroute2, like a real host
 LABEL = "hostnet-sandbox"
 PREFIX = "hn-sandbox-"
+# Every systemd holds inotify instances, and all containers share the host's per-user budget
+# (fs.inotify.max_user_instances, 128 by default; the build host's sysctls are not ours to raise).
+# PID 1 alone needs about 5; D-Bus and logind 2 more, and nothing here uses them (systemctl talks
+# to PID 1 directly), so 24 hosts fit in 128. In a container systemd reads these from its argv.
+BOOT_ARGS = ("systemd.mask=dbus.service", "systemd.mask=dbus.socket", "systemd.mask=systemd-logind.service")
 
 
 def _podman(*argv, check=True):
@@ -51,7 +56,7 @@ def up(count, image, inventory=INVENTORY):
     for name in names:
         _podman("run", "-d", "--name", PREFIX + name, "--hostname", name, "--label", LABEL + "=1",
                 "--network", "none", "--cap-add", "NET_ADMIN,SYS_ADMIN", "--security-opt", "unmask=/proc/sys",
-                "--cgroupns", "private", "--systemd", "always", image, "/sbin/init")
+                "--cgroupns", "private", "--systemd", "always", image, "/sbin/init", *BOOT_ARGS)
     pids = {}
     deadline = time.time() + 60 + 10 * count  # each boot shares the machine's CPUs with the others
     for name in names:
@@ -61,7 +66,11 @@ def up(count, image, inventory=INVENTORY):
                 break
             if time.time() > deadline:
                 down(inventory)  # leave no container behind
-                raise RuntimeError("%s: systemd did not come up (%s)" % (name, state))
+                with open("/proc/sys/fs/inotify/max_user_instances") as f:
+                    limit = f.read().strip()
+                raise RuntimeError("%s: systemd did not come up (%s); each sandbox host needs about 5 inotify "
+                                   "instances of fs.inotify.max_user_instances=%s, shared with every other "
+                                   "container on this machine" % (name, state or "exited", limit))
             time.sleep(0.2)
         pids[name] = int(_podman("inspect", "-f", "{{.State.Pid}}", PREFIX + name).stdout)
     inventory_data = {"all": {"children": {"sandbox": {"children": dict(

@@ -74,6 +74,10 @@ class Nft:
 
     def run(self, text, json_output=False):
         """(exit code, stdout, stderr)."""
+        if "\0" in text:
+            # libnftables reads a C string: a NUL would end the input early and apply only the part before it
+            raise ApplyError("mappings", "refusing nft input with a NUL byte (a value escaped validation); "
+                                         "nothing was changed")
         if self.library is not None:
             return self.library.run(text, json_output)
         import subprocess

@@ -217,6 +217,7 @@ def _converge(spec, check_mode):
                               "the iptables chain %s is longer than %d characters; set a shorter chain"
                               % (spec.chain, CHAIN_MAX))
     networks = backend.read()
+    backend.check_owner(spec, networks)
     read_done = time.time()
     own = _own_key(backend, spec)
     before = networks[own][1] if own in networks else NetworkState(exists=False)

@@ -16,11 +16,9 @@ import ipaddress
 import re
 
 from .errors import ValidationError
-from .validate import ifname
+from .validate import NAME_RE, device_match, no_zone
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-_CHAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]*\Z")
 CHAIN_MAX = 23  # iptables allows 28; "<chain>-POST" must fit too
 CONTAINER_ID_MAX = 114  # an nftables comment holds 128 bytes, with "container_id: " in front
@@ -29,13 +27,17 @@ CONTAINER_ID_MAX = 114  # an nftables comment holds 128 bytes, with "container_i
 _IP_CACHE = {}
 
 
-def _ip(value):
-    """ipaddress.ip_address, memoised: thousands of mappings share a few container addresses."""
+def _ip(field, value):
+    """ipaddress.ip_address without a zone id, memoised: thousands of mappings share a few container addresses."""
     try:
         return _IP_CACHE[value]
     except (KeyError, TypeError):
         pass
-    parsed = ipaddress.ip_address(value)
+    try:
+        parsed = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValidationError(field, "%r is not an IPv4 or IPv6 address" % (value,)) from None
+    no_zone(field, parsed)
     if isinstance(value, str):
         _IP_CACHE[value] = parsed
     return parsed
@@ -78,11 +80,7 @@ class Mapping:
         if unknown:
             raise ValidationError("%s.%s" % (field, unknown[0]), "is not a mapping option")
         self.container_id = check_container_id("%s.container_id" % field, item.get("container_id"))
-        try:
-            self.container_ip = _ip(item.get("container_ip"))
-        except ValueError:
-            raise ValidationError("%s.container_ip" % field, "%r is not an IPv4 or IPv6 address"
-                                  % (item.get("container_ip"),)) from None
+        self.container_ip = _ip("%s.container_ip" % field, item.get("container_ip"))
         if self.container_ip.is_multicast or self.container_ip.is_unspecified or self.container_ip.is_loopback:
             raise ValidationError("%s.container_ip" % field, "%s cannot be a DNAT target" % self.container_ip)
         for key in ("host_port", "container_port"):
@@ -99,11 +97,7 @@ class Mapping:
             raise ValidationError("%s.protocol" % field, "%r is not one of %s" % (self.protocol, ", ".join(PROTOCOLS)))
         self.host_ip = None
         if item.get("host_ip"):
-            try:
-                self.host_ip = _ip(item["host_ip"])
-            except ValueError:
-                raise ValidationError("%s.host_ip" % field, "%r is not an IPv4 or IPv6 address"
-                                      % (item["host_ip"],)) from None
+            self.host_ip = _ip("%s.host_ip" % field, item["host_ip"])
             if self.host_ip.version != self.container_ip.version:
                 raise ValidationError("%s.host_ip" % field, "%s is IPv%d but container_ip %s is IPv%d" % (
                     self.host_ip, self.host_ip.version, self.container_ip, self.container_ip.version))
@@ -188,13 +182,13 @@ class NetworkState:
 class PortMapperSpec:
     def __init__(self, network, mappings=None, chain=None, exclude_devices=None, state="present",
                  container_id=None, exclusive=False, hairpin=True, localhost=False, backend="auto"):
-        if not isinstance(network, str) or not _NETWORK_RE.match(network) or len(network) > 48:
+        if not isinstance(network, str) or not NAME_RE.match(network) or len(network) > 48:
             raise ValidationError("network", "%r is not a network name (letters, digits and _.- , up to 48)"
                                   % (network,))
         self.network = network
         given = chain
         if chain is not None:
-            if not isinstance(chain, str) or not _CHAIN_RE.match(chain) or len(chain) > CHAIN_MAX:
+            if not isinstance(chain, str) or not NAME_RE.match(chain) or len(chain) > CHAIN_MAX:
                 raise ValidationError("chain", "%r is not a chain name (letters, digits and _.- , up to %d "
                                                "characters; no quotes, spaces or semicolons)" % (chain, CHAIN_MAX))
         else:
@@ -207,7 +201,7 @@ class PortMapperSpec:
         if backend not in ("auto", "nftables", "iptables"):
             raise ValidationError("backend", "%r is not one of auto, nftables, iptables" % (backend,))
         self.backend = backend
-        self.exclude_devices = sorted(set(ifname("exclude_devices[%d]" % i, d)
+        self.exclude_devices = sorted(set(device_match("exclude_devices[%d]" % i, d)
                                           for i, d in enumerate(exclude_devices or [])))
         self.hairpin = bool(hairpin)
         self.localhost = bool(localhost)

@@ -18,7 +18,7 @@ import shlex
 import shutil
 import subprocess
 
-from .errors import ApplyError
+from .errors import ApplyError, ValidationError
 from .portmap import NetworkState
 
 
@@ -82,11 +82,14 @@ class IptablesBackend:
             raise ApplyError("backend", "iptables backend: iptables-%s-restore / -save not found (install the "
                                         "iptables package)" % variant)
         self.jumps = {4: {}, 6: {}}
+        self.chains = set()  # every chain of the nat tables, ours or not
 
     def _run(self, family, tool, args, stdin=None):
         path = self.tools[(family, tool)]
         if path is None:
             raise ApplyError("backend", "ip6tables-%s-%s is needed for IPv6 mappings" % (self.variant, tool))
+        if stdin is not None:
+            check_restore_text(stdin)
         proc = subprocess.run([path] + args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
@@ -108,12 +111,14 @@ class IptablesBackend:
         """{chain: (network, NetworkState)} for every port_mapper network on the host."""
         found = {}
         self.jumps = {4: {}, 6: {}}
+        self.chains = set()
         for family in (4, 6):
             lines = self._save(family)
+            self.chains.update(line[1:].split(" ", 1)[0] for line in lines if line.startswith(":"))
             for line in lines:
                 if not (line.startswith("-A ") and "hostnet port_mapper " in line):
                     continue
-                words = shlex.split(line)
+                words = _split(line)
                 match = _JUMP_RE.match(_option(words, "--comment") or "")
                 target = _option(words, "-j")
                 if not match or not target:
@@ -127,10 +132,24 @@ class IptablesBackend:
                 prefix = "-A %s " % chain
                 for line in lines:
                     if line.startswith(prefix):
-                        _parse_rule(family, shlex.split(line), state)
+                        _parse_rule(family, _split(line), state)
         for _network, state in found.values():
             state.exclude_devices = sorted(set(state.exclude_devices))
         return found
+
+    def check_owner(self, spec, networks):
+        """Refuse to write a chain that exists and is not this network's: declaring it would flush it."""
+        field = "chain" if spec.chain_given else "network"
+        for name in (spec.chain, spec.chain + "-POST"):
+            if name in _BUILTIN_CHAINS:
+                raise ValidationError(field, "%s is a built-in iptables chain; choose another chain name" % name)
+            base = name[:-len("-POST")] if name != spec.chain else name
+            if name in self.chains and base not in networks:
+                raise ValidationError(field, "the nat chain %s exists and is not a port_mapper chain (no jump tagged "
+                                             "'hostnet port_mapper'); it is left alone: choose another chain" % name)
+        if spec.chain in networks and networks[spec.chain][0] != spec.network:
+            raise ValidationError(field, "the chain %s belongs to port_mapper network %s; choose another chain"
+                                  % (spec.chain, networks[spec.chain][0]))
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -182,6 +201,32 @@ class IptablesBackend:
                     "iptables" if family == 4 else "ip6tables", undone or "; nothing was changed",
                     err.strip()[:2000]))
             done.append(family)
+
+
+_BUILTIN_CHAINS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+
+
+def check_restore_text(text):
+    """The last guard before iptables-restore: one table, one COMMIT at the end, nothing that cuts a line.
+
+    Every token was validated already (validate.py); this catches a rendering bug or a value that
+    bypassed validation before it could add a table or commit of its own.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if ("\0" in text or "\r" in text or not lines or not lines[0].startswith("*") or lines[-1] != "COMMIT"
+            or any(line.startswith("*") or line == "COMMIT" for line in lines[1:-1])):
+        raise ApplyError("mappings", "refusing iptables-restore input that is not one table and one COMMIT "
+                                     "(a value escaped validation); nothing was changed")
+
+
+def _split(line):
+    """iptables-save words; a line whose quotes do not pair (left by an older version) splits on blanks."""
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return line.split()
 
 
 def chain_rules(spec, state, family):

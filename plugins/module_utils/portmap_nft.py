@@ -18,7 +18,7 @@ __metaclass__ = type
 import json
 import re
 
-from .errors import ApplyError
+from .errors import ApplyError, ValidationError
 from .nftrun import Nft, list_tables
 from .portmap import PROTOCOLS, NetworkState
 
@@ -101,6 +101,17 @@ class NftablesBackend:
             elif "map" in obj:
                 _read_map(obj["map"], state.entries)
         return network, state
+
+    def check_owner(self, spec, networks):
+        """Refuse to replace a table that exists and is not this network's (render deletes it whole)."""
+        table = table_name(spec)
+        field = "chain" if spec.chain_given else "network"
+        if table in networks and networks[table][0] != spec.network:
+            raise ValidationError(field, "the nftables table inet %s belongs to port_mapper network %s; choose "
+                                         "another chain" % (table, networks[table][0]))
+        if ("inet", table) in self.tables() and table not in networks:
+            raise ValidationError(field, "the nftables table inet %s exists and is not a port_mapper table (it has "
+                                         "no hostnet marker); it is left alone: choose another chain" % table)
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -1,6 +1,13 @@
 # Copyright: hostnet.isolation contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Input checks shared by every front door; each error names its field."""
+"""Input checks shared by every front door; each error names its field.
+
+This is also the trust boundary for text that becomes a ruleset: every value that the nftables or
+iptables backend writes into ``nft -f`` or ``iptables-restore`` input (device names, addresses,
+chain, table and network names, container ids) passes one of these checks first, in the module,
+the policy check and the CNI plugin alike. A value that passes holds no character that could end,
+quote or escape a token in either language: no whitespace, control character, quote or backslash.
+"""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,18 +19,42 @@ import re
 from .errors import ValidationError
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
+# The kernel refuses '/', ':' and whitespace in a device name; quotes and backslashes it allows, but
+# they would end or escape a token of ruleset text, and control characters (NUL included) cut it.
+_IFNAME_BAD_RE = re.compile(r"""[/:"'`\\\s\x00-\x1f\x7f-\x9f]""")
+# Names of rulesets' own objects (tables, chains, networks): a strict alphabet.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 def ifname(field, value):
-    """A Linux interface name: 1-15 bytes, no '/', ':' or whitespace."""
+    """A Linux interface name: 1-15 bytes, none of '/', ':', whitespace, control characters, quotes or backslashes."""
     if not isinstance(value, str) or not value:
         raise ValidationError(field, "%r is not an interface name" % (value,))
     if len(value.encode("utf-8")) > 15:
         raise ValidationError(field, "%r is %d characters long; Linux allows at most 15"
                                      % (value, len(value.encode("utf-8"))))
-    if value in (".", "..") or re.search(r"[/:\s]", value):
-        raise ValidationError(field, "%r is not a valid interface name (no '/', ':' or whitespace)" % (value,))
+    if value in (".", "..") or _IFNAME_BAD_RE.search(value):
+        raise ValidationError(field, "%r is not a valid interface name (no '/', ':', whitespace, control "
+                                     "characters, quotes or backslashes)" % (value,))
     return value
+
+
+def device_match(field, value):
+    """An interface name that a ruleset matches exactly: iptables reads a trailing '+' and nftables a '*' as
+    wildcards, which would match every device whose name starts the same way."""
+    value = ifname(field, value)
+    if value.endswith("+") or "*" in value:
+        raise ValidationError(field, "%r would be a wildcard in iptables or nftables (a trailing '+' or a '*'); "
+                                     "name one device" % (value,))
+    return value
+
+
+def no_zone(field, addr):
+    """Refuse an IPv6 zone id (``fe80::1%eth0``): Python accepts any text after '%', newlines included,
+    and neither iptables nor nftables takes one in an address."""
+    if getattr(addr, "scope_id", None) is not None:
+        raise ValidationError(field, "%r has a zone id (%%...); give the address without one" % (str(addr),))
+    return addr
 
 
 def mac(field, value):
@@ -63,6 +94,7 @@ def cidr_list(field, values):
             addr = ipaddress.ip_interface(value)
         except ValueError:
             raise ValidationError(item, "%r is not an IPv4 or IPv6 address with prefix length" % (value,))
+        no_zone(item, addr.ip)
         if addr.ip.is_multicast or addr.ip.is_unspecified:
             raise ValidationError(item, "%s cannot be assigned to a device" % value)
         if addr.version == 6 and addr.ip.is_link_local:
@@ -78,6 +110,7 @@ def ip_address(field, value):
     if value is None:
         return None
     try:
-        return ipaddress.ip_address(value)
+        addr = ipaddress.ip_address(value)
     except ValueError:
         raise ValidationError(field, "%r is not an IPv4 or IPv6 address" % (value,))
+    return no_zone(field, addr)

@@ -48,6 +48,9 @@ options:
         mesos-cni-port-mapper. At most 23 characters of letters, digits and C(_.-).
       - Renaming moves the network's mappings to the new name and removes the old chain or table in the same
         transaction (no leaked chains).
+      - A chain or table of that name that this module did not create (one without its C(hostnet port_mapper)
+        marker, such as the host's C(inet filter) table or Docker's C(DOCKER) chain), or one that belongs to
+        another network, is never flushed, replaced or removed; the task fails naming it and changes nothing.
     type: str
   mappings:
     description:
@@ -62,7 +65,9 @@ options:
         type: str
         required: true
       container_ip:
-        description: The container's IPv4 or IPv6 address; the mapping's family follows it.
+        description:
+          - The container's IPv4 or IPv6 address; the mapping's family follows it.
+          - IPv6 zone ids (C(fe80::1%eth0)) are refused, here and in O(mappings[].host_ip).
         type: str
         required: true
       host_port:
@@ -82,7 +87,10 @@ options:
         description: Only DNAT traffic to this local address of the host (by default, any local address).
         type: str
   exclude_devices:
-    description: Traffic arriving on these devices is not DNATed (every listed device, not only the last).
+    description:
+      - Traffic arriving on these devices is not DNATed (every listed device, not only the last).
+      - Each is one device name as Linux allows it, without quotes, backslashes, whitespace or control characters,
+        and without the wildcards iptables (a trailing C(+)) and nftables (C(*)) would read into it.
     type: list
     elements: str
     default: []

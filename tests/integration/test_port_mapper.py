@@ -337,3 +337,78 @@ def test_bad_input_is_rejected_and_changes_nothing(host, backend, args, field, r
     run_module(host, MOD, {"network": "keep", "backend": backend, "mappings": [mapping("k", C2, 1234, 80)]}, OS_PY)
     args = dict({"network": "pm", "backend": backend}, **args)
     assert_rejected(host, MOD, args, OS_PY, field, reason)
+
+
+# -- hostile input: nothing outside the network's own objects is ever written (issue #17) ----------
+
+# Before the fix this host_ip reached ip6tables-restore whole: its lines committed a filter table of their own
+# and turned the host's IPv6 INPUT policy from DROP to ACCEPT, reported as a normal change.
+INJECTION = "fe80::1%0 -j RETURN\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n*nat\n-A HN-pm -d ::2"
+
+
+def _iptables(net, family=4):
+    variant = "legacy" if net.expect_backend == "iptables-legacy" else "nft"
+    return "%s-%s" % ("iptables" if family == 4 else "ip6tables", variant)
+
+
+@pytest.mark.parametrize("field", ["host_ip", "container_ip"])
+def test_an_ipv6_zone_id_cannot_carry_ruleset_text(net, field):
+    net.sh("%s -P INPUT DROP" % _iptables(net, 6))
+    item = dict(mapping("c1", C1_6, 8080, 80), host_ip=HOST_IP6)
+    item[field] = INJECTION
+    assert_rejected(net, MOD, {"network": "pm", "backend": net.backend, "mappings": [item]}, OS_PY,
+                    "mappings[0].%s" % field, "zone id")
+    assert net.sh("%s -S INPUT" % _iptables(net, 6)).stdout.splitlines()[0] == "-P INPUT DROP"
+
+
+@pytest.mark.parametrize("device,reason", [
+    ("eth'0", "quotes"), ('eth"0', "quotes"), ("eth\\0", "backslashes"), ("eth\x000", "control characters"),
+    ("eth\n0", "whitespace"), ("eth+", "wildcard"), ("e*", "wildcard"),
+])
+def test_device_names_that_would_break_ruleset_text_are_refused(net, device, reason):
+    run_module(net, MOD, {"network": "pm", "backend": net.backend, "mappings": BASE}, OS_PY)
+    args = {"network": "pm", "backend": net.backend, "mappings": BASE, "exclude_devices": ["eth7", device]}
+    assert_rejected(net, MOD, args, OS_PY, "exclude_devices[1]", reason)
+    # and the network still converges and can still be removed
+    assert_converges(net, MOD, {"network": "pm", "backend": net.backend, "state": "absent"}, OS_PY)
+
+
+def test_a_rule_with_unpaired_quotes_left_by_an_older_version_does_not_block_later_runs(net):
+    if net.backend == "nftables":
+        pytest.skip("iptables-save text only: nftables is read as JSON")
+    ipt = _iptables(net)
+    net.sh("%s -t nat -N HN-pm && %s -t nat -N HN-pm-POST && %s -t nat -A HN-pm -i \"eth'0\" -j RETURN && "
+           "%s -t nat -A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "
+           "'hostnet port_mapper pm hairpin=1 localhost=0' -j HN-pm" % (ipt, ipt, ipt, ipt))
+    assert_converges(net, MOD, {"network": "pm", "backend": net.backend, "mappings": BASE}, OS_PY)
+    assert "eth'0" not in net.sh("%s -t nat -S" % ipt).stdout
+    assert eventually(lambda: tcp(net, "client", HOST_IP, 8080), "c1") == "c1"
+
+
+def _foreign_chain(net):
+    """A chain (iptables) or table (nftables) of another owner, with a rule in it; its name."""
+    if net.backend == "nftables":
+        net.sh("nft add table inet filter && nft add chain inet filter input '{ type filter hook input priority 0; }'"
+               " && nft add rule inet filter input tcp dport 22 accept")
+        return "filter"
+    ipt = _iptables(net)
+    net.sh("%s -t nat -N DOCKER && %s -t nat -A DOCKER -p tcp --dport 9999 -j DNAT --to-destination %s:80"
+           % (ipt, ipt, C2))
+    return "DOCKER"
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_a_chain_or_table_of_another_owner_is_never_replaced(net, state):
+    name = _foreign_chain(net)
+    args = {"network": "pm", "backend": net.backend, "chain": name, "state": state}
+    if state == "present":
+        args["mappings"] = BASE
+    assert_rejected(net, MOD, args, OS_PY, "chain", "not a port_mapper")
+
+
+def test_a_chain_of_another_network_is_never_taken_over(net):
+    run_module(net, MOD, {"network": "other", "backend": net.backend, "chain": "SHARED",
+                          "mappings": [mapping("c2", C2, 9100, 80)]}, OS_PY)
+    assert_rejected(net, MOD, {"network": "pm", "backend": net.backend, "chain": "SHARED", "mappings": BASE[:1]},
+                    OS_PY, "chain", "belongs to port_mapper network other")
+    assert eventually(lambda: tcp(net, "client", HOST_IP, 9100), "c2") == "c2"

@@ -22,6 +22,7 @@ import sys
 from .errors import ApplyError, HostnetError, ValidationError
 from .port_mapper import add_container_fast, choose_backend, converge_port_mapper
 from .portmap import PortMapperSpec, compact
+from .validate import NAME_RE, ip_address
 
 SUPPORTED_VERSIONS = ["0.4.0", "1.0.0", "1.1.0"]
 # CNI error codes (spec 1.1): 1-99 are the spec's, 100+ this plugin's
@@ -57,6 +58,10 @@ def parse_config(text):
     delegate = conf.get("delegate")
     if delegate is not None and (not isinstance(delegate, dict) or not isinstance(delegate.get("type"), str)):
         raise CniError(E_INVALID_CONFIG, "network configuration: delegate must be an object with a type")
+    if delegate is not None and not NAME_RE.match(delegate["type"]):
+        # a plugin is a file name looked up on CNI_PATH, never a path (libcni refuses the same: CVE-2021-20206)
+        raise CniError(E_INVALID_CONFIG, "network configuration: delegate.type %r is not a plugin name (letters, "
+                                         "digits and _.-, no '/')" % (delegate["type"],))
     if delegate is None and conf.get("prevResult") is None:
         raise CniError(E_INVALID_CONFIG, "network configuration: give a delegate plugin, or chain this plugin "
                                          "after one (prevResult)")
@@ -71,20 +76,37 @@ def requested_ports(conf):
         field = "args.org.apache.mesos.network_info.port_mappings[%d]" % i
         if not isinstance(item, dict):
             raise CniError(E_INVALID_CONFIG, "%s must be an object" % field)
-        out.append((field, item.get("host_port"), item.get("container_port"), item.get("protocol") or "tcp", None))
+        out.append((field, _port(field, item, "host_port"), _port(field, item, "container_port"),
+                    item.get("protocol") or "tcp", None))
     for i, item in enumerate(((conf.get("runtimeConfig") or {}).get("portMappings")) or []):
         field = "runtimeConfig.portMappings[%d]" % i
         if not isinstance(item, dict):
             raise CniError(E_INVALID_CONFIG, "%s must be an object" % field)
-        out.append((field, item.get("hostPort"), item.get("containerPort"), item.get("protocol") or "tcp",
-                    item.get("hostIP") or None))
+        host_ip = item.get("hostIP") or None
+        if host_ip is not None:
+            try:
+                host_ip = str(ip_address(field + ".hostIP", host_ip))
+            except ValidationError as exc:
+                raise CniError(E_INVALID_CONFIG, str(exc)) from None
+        out.append((field, _port(field, item, "hostPort"), _port(field, item, "containerPort"),
+                    item.get("protocol") or "tcp", host_ip))
     return out
+
+
+def _port(field, item, key):
+    """A port number: both formats define ports as integers (a range string is refused, not expanded)."""
+    value = item.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CniError(E_INVALID_CONFIG, "%s.%s: %r is not a port number (an integer 1-65535)" % (field, key, value))
+    return value
 
 
 def container_ips(result):
     """The container's first IPv4 and first IPv6 address from a CNI result."""
     found = {}
     for entry in (result or {}).get("ips") or []:
+        if not isinstance(entry, dict):
+            continue
         try:
             ip = ipaddress.ip_interface(entry.get("address", "")).ip
         except ValueError:
@@ -98,6 +120,9 @@ def mappings_for(conf, container_id, ips):
     mappings = []
     for field, host_port, container_port, protocol, host_ip in requested_ports(conf):
         families = [ipaddress.ip_address(host_ip).version] if host_ip else sorted(ips)
+        if host_ip and families[0] not in ips:
+            raise CniError(E_INVALID_CONFIG, "%s.hostIP: %s is IPv%d but the container has no IPv%d address"
+                           % (field, host_ip, families[0], families[0]))
         for family in families:
             if family in ips:
                 item = {"container_id": container_id, "container_ip": ips[family], "host_port": host_port,
@@ -131,7 +156,7 @@ def call_delegate(conf, command, env, prev_result=None):
         delegate["prevResult"] = prev_result
     path = None
     for directory in (env.get("CNI_PATH") or "").split(":"):
-        candidate = os.path.join(directory, delegate["type"])
+        candidate = os.path.join(directory, delegate["type"])  # a plain name (parse_config): stays in directory
         if directory and os.access(candidate, os.X_OK):
             path = candidate
             break
@@ -151,7 +176,13 @@ def call_delegate(conf, command, env, prev_result=None):
             raise CniError(err.get("code", E_DELEGATE), msg, err.get("details", ""))
         raise CniError(E_DELEGATE, "delegate %s %s failed (exit %d)" % (delegate["type"], command, proc.returncode),
                        (proc.stderr or proc.stdout).strip()[:1000])
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
+    if not proc.stdout.strip():
+        return None
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise CniError(E_DELEGATE, "delegate %s %s printed a result that is not JSON" % (delegate["type"], command),
+                       proc.stdout.strip()[:1000]) from None
 
 
 def _add_fast(spec):
@@ -174,15 +205,19 @@ def cmd_add(conf, env):
     container_id = env["CNI_CONTAINERID"]
     # Validate everything before the delegate creates anything (the addresses are stand-ins).
     _spec(conf, mappings_for(conf, container_id, {4: "198.51.100.1", 6: "2001:db8::1"}))
-    result = call_delegate(conf, "ADD", env) if conf.get("delegate") else conf["prevResult"]
     try:
+        result = call_delegate(conf, "ADD", env) if conf.get("delegate") else conf["prevResult"]
+        if not isinstance(result, dict) or not isinstance(result.get("ips", []), list):
+            raise CniError(E_DELEGATE if conf.get("delegate") else E_INVALID_CONFIG,
+                           "the %s is not a CNI result object with an ips list"
+                           % ("delegate's ADD result" if conf.get("delegate") else "prevResult"))
         mappings = mappings_for(conf, container_id, container_ips(result))
         if mappings:
             spec = _spec(conf, mappings)
             if not _add_fast(spec):
                 _converge(spec)
     except CniError:
-        if conf.get("delegate"):  # leave nothing behind: undo the delegate's interface and address
+        if conf.get("delegate"):  # leave nothing behind: undo whatever the delegate's ADD made (DEL is idempotent)
             try:
                 call_delegate(conf, "DEL", env)
             except CniError:

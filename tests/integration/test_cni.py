@@ -294,3 +294,63 @@ def test_fast_add_refuses_a_port_taken_in_another_network_and_checks(cnihost):
     after = rules(host)
     assert "container_id: b2" not in after and "container_id: b1" in after and "container_id: a1" in after
     assert "10.26.0.3 . 10.26.0.3" not in after  # its hairpin element went too
+
+
+# -- hostile input (issue #17): a network configuration never reaches outside the plugin's own objects ---------
+
+def _chained(ip="10.23.0.7", **mapping):
+    item = dict({"hostPort": 9090, "containerPort": 90, "protocol": "tcp"}, **mapping)
+    return {"cniVersion": "1.0.0", "name": "chained", "type": "hostnet-cni-port-mapper",
+            "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": ip + "/24"}]},
+            "runtimeConfig": {"portMappings": [item]}}
+
+
+@pytest.mark.parametrize("plugin_type", ["../../../run/evil/evil", "/run/evil/evil", "sub/../evil", ".."])
+def test_delegate_type_is_a_plugin_name_never_a_path(cnihost, plugin_type):
+    host = cnihost
+    host.sh("mkdir -p /run/evil/sub && printf '#!/bin/sh\\ntouch /run/evil/ran\\necho {}\\n' > /run/evil/evil && "
+            "chmod +x /run/evil/evil && cp /run/evil/evil /run/evil/sub/evil")
+    conf = config(delegate=dict(config()["delegate"], type=plugin_type))
+    for command in ("ADD", "DEL"):
+        code, out = cni(host, command, conf, cni_path="/usr/lib/cni:/run/evil/sub")
+        assert code == 1 and out["code"] == 7 and "delegate.type" in out["msg"], out
+    assert host.sh("test -e /run/evil/ran", check=False).returncode != 0, "a binary outside CNI_PATH ran"
+
+
+@pytest.mark.parametrize("mapping,field", [
+    ({"hostPort": "1-65535"}, "runtimeConfig.portMappings[0].hostPort"),
+    ({"containerPort": "80"}, "runtimeConfig.portMappings[0].containerPort"),
+    ({"hostIP": "fe80::1%0 -j RETURN\nCOMMIT"}, "runtimeConfig.portMappings[0].hostIP"),
+    ({"hostIP": "2001:db8::10"}, "runtimeConfig.portMappings[0].hostIP"),  # the container has no IPv6 address
+])
+def test_bad_port_mappings_are_cni_errors_naming_the_field(cnihost, mapping, field):
+    host = cnihost
+    before = rules(host)
+    code, out = cni(host, "ADD", _chained(**mapping))
+    assert code == 1 and out["code"] == 7 and field in out["msg"], out
+    assert rules(host) == before
+
+
+def test_a_chain_of_another_owner_is_never_replaced_through_add(cnihost):
+    host = cnihost
+    host.sh("nft add table inet filter && nft add chain inet filter input '{ type filter hook input priority 0; }' "
+            "&& nft add rule inet filter input tcp dport 22 accept")
+    before = rules(host)
+    code, out = cni(host, "ADD", config(chain="filter"))
+    assert code == 1 and "not a port_mapper table" in out["msg"], out
+    assert rules(host) == before
+    assert host.sh("ip -n c1 link show eth0", check=False).returncode != 0  # the delegate's DEL undid its part
+
+
+def test_a_delegate_result_that_is_not_a_result_is_undone(cnihost):
+    host = cnihost
+    # a delegate that really sets up the interface (Debian's bridge) but prints something else than a result
+    host.sh("mkdir -p /run/fakecni && printf '#!/bin/sh\\nif [ \"$CNI_COMMAND\" = ADD ]; then "
+            "/usr/lib/cni/bridge >/dev/null; echo not-json; exit 0; fi\\nexec /usr/lib/cni/bridge\\n' "
+            "> /run/fakecni/garbled && chmod +x /run/fakecni/garbled")
+    conf = config(delegate=dict(config()["delegate"], type="garbled"))
+    code, out = cni(host, "ADD", conf, cni_path="/run/fakecni:/usr/lib/cni")
+    assert code == 1 and out["code"] == 103 and "not JSON" in out["msg"], out
+    assert host.sh("ip -n c1 link show eth0", check=False).returncode != 0  # the delegate's DEL ran
+    assert "10.22." not in host.sh("ls /run/cni-ipam/mesos-test 2>/dev/null; true").stdout
+    assert "container_id" not in rules(host)

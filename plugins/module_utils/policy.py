@@ -21,6 +21,7 @@ __metaclass__ = type
 
 from . import portranges
 from .errors import ValidationError
+from .portmap import PortMapperSpec
 
 ROOT = "host_network_policy"
 SECTIONS = ("agent_ports", "tasks", "namespaces", "veths", "qdiscs", "redirects", "ephemeral_ports",
@@ -92,6 +93,9 @@ class _Checker:
             else:
                 seen[name] = field
         return seen
+
+
+_PORT_MAPPER_OPTIONS = ("network", "chain", "mappings", "exclude_devices", "hairpin", "localhost", "backend")
 
 
 def _full(field):
@@ -238,6 +242,14 @@ def check(host, policy):
         if not isinstance(mappings, list):
             c.bad("%s.mappings" % field, "must be a list")
             continue
+        # what the host's port_mapper would refuse (names, devices, addresses: the ruleset's tokens), refused here
+        args = dict((k, v) for k, v in mapper.items() if k in _PORT_MAPPER_OPTIONS)
+        args["mappings"] = [dict((k, v) for k, v in m.items() if k != "task") if isinstance(m, dict) else m
+                            for m in mappings]
+        try:
+            PortMapperSpec(exclusive=True, **args)
+        except ValidationError as exc:
+            c.bad("%s.%s" % (field, exc.field), exc.reason)
         for index, mapping in enumerate(mappings):
             mfield = "%s.mappings[%d]" % (field, index)
             if not isinstance(mapping, dict):

@@ -9,10 +9,12 @@ structure: the same number of lines and statements as plain values give, quotes 
 COMMIT, and values that parse back as exactly what was given.
 """
 
+import json
 from ipaddress import ip_address
 
 from hypothesis import given, settings, strategies as st
 
+from module_utils import cni
 from module_utils.errors import ValidationError
 from module_utils.portmap import NetworkState, PortMapperSpec
 from module_utils.portmap_ipt import IptablesBackend, _parse_rule, _split, check_restore_text
@@ -114,3 +116,32 @@ def test_addresses_that_pass_have_no_zone_and_print_as_plain_addresses(value):
         assert exc.field == "host_ip"
         return
     assert set(str(addr)) <= set("0123456789abcdef.:")
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(["name", "chain", "excludeDevices", "delegate.type", "hostIP", "protocol", "hostPort"]),
+       value=hostile)
+def test_any_text_in_a_cni_configuration_is_a_cni_error_or_a_safe_ruleset(key, value):
+    """What the plugin's ADD validates before its delegate creates anything (cni.cmd_add's first step)."""
+    item = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
+    conf = {"cniVersion": "1.0.0", "name": "web", "type": "hostnet-cni-port-mapper",
+            "delegate": {"type": "bridge"}, "runtimeConfig": {"portMappings": [item]}}
+    if key == "delegate.type":
+        conf["delegate"]["type"] = value
+    elif key == "excludeDevices":
+        conf[key] = [value]
+    elif key in item or key == "hostIP":
+        item[key] = value
+    else:
+        conf[key] = value
+    try:
+        conf = cni.parse_config(json.dumps(conf))
+        spec = cni._spec(conf, cni.mappings_for(conf, "c1", {4: "10.0.0.2", 6: "fd00::2"}))
+    except cni.CniError as exc:
+        assert exc.code in (cni.E_INVALID_CONFIG, cni.E_DECODE) and exc.msg, exc
+        return
+    assert not ANY_SPECIAL & (set(_nft_text(spec)) - {"\n", '"'})
+    for text in _ipt_text(spec):
+        check_restore_text(text)
+    if key == "delegate.type":
+        assert "/" not in value and value not in (".", "..")

@@ -379,7 +379,7 @@ class Watcher:
         if not force and signature == self.signature:
             return False
         try:
-            tasks = wp.load_policy(self.config, own_cgroup(self.config.cgroup_root))
+            tasks = wp.load_policy(self.config, own_cgroup(self.config.cgroup_root), files)
         except wp.PolicyChanging:
             self.signature = None  # being written: the last good policy stays, read again next scan
             return False

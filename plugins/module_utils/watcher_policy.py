@@ -213,8 +213,9 @@ def file_signature(st):
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def read_file(path, field, follow=True):
-    """The bytes of a regular file of at most MAX_POLICY_BYTES, read in one consistent state.
+def read_file(path, field, follow=True, expect=None):
+    """The bytes of a regular file of at most MAX_POLICY_BYTES, read in one consistent state
+    (and, given ``expect``, the state the caller saw: its file_signature).
 
     O_NONBLOCK: opening a FIFO must not wait for a writer; the file type is checked on the open
     descriptor (fstat), so nothing can be swapped in between. A file whose identity, size or mtime
@@ -222,10 +223,17 @@ def read_file(path, field, follow=True):
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        if not follow and not stat.S_ISREG(os.lstat(path).st_mode):
-            raise ValidationError(field, "%s is not a regular file" % path)  # devices are not even opened
+        if not follow:  # devices and FIFOs are not even opened
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                raise ValidationError(field, "%s is a symbolic link; policy files are read only as regular files"
+                                      % path)
+            if not stat.S_ISREG(mode):
+                raise ValidationError(field, "%s is not a regular file" % path)
         fd = os.open(path, flags)
     except OSError as exc:
+        if exc.errno == errno.ENOENT and expect is not None:
+            raise PolicyChanging(path)  # removed since it was listed
         if exc.errno == errno.ELOOP and not follow:
             raise ValidationError(field, "%s is a symbolic link; policy files are read only as regular files" % path)
         raise ValidationError(field, "cannot read %s: %s" % (path, exc.strerror or exc))
@@ -249,7 +257,8 @@ def read_file(path, field, follow=True):
             now = os.stat(path) if follow else os.lstat(path)
         except OSError:
             raise PolicyChanging(path)
-        if not file_signature(before) == file_signature(after) == file_signature(now) or size != after.st_size:
+        if not file_signature(before) == file_signature(after) == file_signature(now) or size != after.st_size or (
+                expect is not None and file_signature(now) != expect):
             raise PolicyChanging(path)
         return b"".join(chunks)
     except OSError as exc:
@@ -306,17 +315,20 @@ def policy_files(config):
     return found
 
 
-def load_policy(config, own=None):
+def load_policy(config, own=None, files=None):
     """Every task: the config's own list, then one file per task in policy_dir (sorted by name).
 
-    ``own`` is the watcher's own cgroup relative to cgroup_root (None when it is not below it).
+    ``own`` is the watcher's own cgroup relative to cgroup_root (None when it is not below it);
+    ``files`` what policy_files found, which is what must be read (else PolicyChanging).
     Raises ValidationError (the policy is refused as a whole) or PolicyChanging.
     """
     tasks, names = [], {}
     entries = [(t, "tasks[%d]" % i, "config") for i, t in enumerate(config.inline_tasks)]
-    for fname in sorted(policy_files(config)):
+    files = policy_files(config) if files is None else files
+    for fname in sorted(files):
         path = os.path.join(config.policy_dir, fname)
-        entries.append((parse_document(read_file(path, path, follow=False), path, path), path, path))
+        data = read_file(path, path, follow=False, expect=files[fname])
+        entries.append((parse_document(data, path, path), path, path))
     for data, field, source in entries:
         task = Task(data, field, source)
         if task.name in names:

@@ -19,7 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from . import portranges
+from . import portranges, watcher_policy
 from .errors import ValidationError
 from .portmap import PortMapperSpec
 
@@ -143,6 +143,13 @@ def check(host, policy):
             c.bad("%s.%s" % (field, key), "is not a task option (%s)" % ", ".join(TASK_KEYS))
         if item.get("cgroup") and item.get("systemd_unit"):
             c.bad("%s.systemd_unit" % field, "give either cgroup or systemd_unit, not both")
+        # the watcher's own checks, so a policy the watcher would refuse never reaches a host
+        for key, valid in (("cgroup", watcher_policy.task_cgroup), ("systemd_unit", watcher_policy.systemd_unit)):
+            if item.get(key) is not None:
+                try:
+                    valid("%s.%s" % (field, key), item[key])
+                except ValidationError as exc:
+                    c.bad(exc.field, exc.reason)
         ports = c.ports("%s.ports" % field, item.get("ports", ""))
         if ports is None:
             continue
@@ -154,6 +161,19 @@ def check(host, policy):
                       % (_text(shared), other, _full(other_field), _text(other_ports)))
         task_ports.setdefault(item["name"], (field, ports))
         out_tasks.append(dict(item, ports=_text(ports)))
+
+    cgroups = []
+    for field, item in tasks:
+        try:
+            cgroups.append((field, item["name"], watcher_policy.task_cgroup(field, item.get("cgroup"))))
+        except ValidationError:
+            continue  # no cgroup, or a bad one (reported above)
+    for i, j in watcher_policy.nested([path for _field, _name, path in cgroups]):
+        if cgroups[i][2] == cgroups[j][2]:
+            i, j = j, i  # the same cgroup twice: the later task is the one refused
+        (outer_field, _name, outer), (inner_field, inner_name, inner) = cgroups[i], cgroups[j]
+        c.bad("%s.cgroup" % outer_field, "%r %s the cgroup of task %r (%s); a task's cgroup may not contain another's"
+              % (outer, "is also" if outer == inner else "contains", inner_name, _full(inner_field)))
 
     # namespaces and veths: names, and references to them
     namespaces = c.items("namespaces", policy, ("name",))

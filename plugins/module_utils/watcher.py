@@ -13,6 +13,10 @@ What happens to a violation depends on ``mode``:
   once (EPERM); the scan keeps running as the audit of what got through before.
 
 A violation is an event (a JSON line, and syslog) when a task's set of offending ports changes.
+
+The parts: ``watcher_policy`` says what may be watched (and refuses what would widen the blast
+radius beyond the task cgroups), ``watcher_judge`` turns a scan into violations, and here a
+responder per mode acts on them, ``EventLog`` records them and ``Watcher`` runs the scans.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,166 +26,27 @@ __metaclass__ = type
 import copy
 import json
 import os
+import posixpath
 import signal
 import socket
 import syslog
 import time
 
 from . import portranges, sockdiag
+from . import watcher_policy as wp
 from .errors import ValidationError
+from .watcher_judge import TaskScan, judge, ports_ranges, ports_text
 
-MODES = ("audit", "enforce", "prevent")
-DEFAULTS = {
-    "watch_interval": 30.0, "include_udp": False, "agent_port_range": "31000-32000",
-    "check_agent_port_range_only": False, "isolated_port_range": None, "mode": "audit", "policy_dir": None,
-    "tasks": [], "event_log": None, "metrics_listen": None, "metrics_textfile": None, "cgroup_root": None,
-    "syslog": True,
-}
-ALL_PORTS = [(1, 65535)]
 UNIT_RECHECK = 5.0
 REASON = "CONTAINER_LIMITATION"
 
 
-# -- configuration and policy --------------------------------------------------------------------
-
-def _load_file(path, field):
-    """A dict from a JSON or YAML file."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except (IOError, OSError) as exc:
-        raise ValidationError(field, "cannot read %s: %s" % (path, exc.strerror or exc))
-    if path.endswith(".json") or text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise ValidationError(field, "%s is not valid JSON: %s" % (path, exc))
-    try:
-        import yaml
-    except ImportError:
-        raise ValidationError(field, "%s is YAML but PyYAML is not installed (python3-yaml); use JSON" % path)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValidationError(field, "%s is not valid YAML: %s" % (path, exc))
-
-
-class Task:
-    __slots__ = ("name", "cgroup", "systemd_unit", "ports", "ports_text", "source")
-
-    def __init__(self, data, field, source):
-        if not isinstance(data, dict):
-            raise ValidationError(field, "a task is a mapping with name, cgroup (or systemd_unit) and ports")
-        unknown = sorted(set(data) - {"name", "cgroup", "systemd_unit", "ports"})
-        if unknown:
-            raise ValidationError("%s.%s" % (field, unknown[0]), "unknown key (use name, cgroup, systemd_unit, ports)")
-        name = data.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ValidationError("%s.name" % field, "required, a non-empty string")
-        self.name = name
-        self.cgroup = data.get("cgroup")
-        self.systemd_unit = data.get("systemd_unit")
-        if (self.cgroup is None) == (self.systemd_unit is None):
-            raise ValidationError("%s.cgroup" % field, "give exactly one of cgroup and systemd_unit")
-        for key in ("cgroup", "systemd_unit"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, str) or not value.strip() or ".." in value.split("/")):
-                raise ValidationError("%s.%s" % (field, key), "%r is not a cgroup path or unit name" % (value,))
-        self.ports = portranges.parse("%s.ports" % field, data.get("ports", []), low=1)
-        self.ports_text = portranges.format_set(self.ports)
-        self.source = source
-
-
-class Config:
-    def __init__(self, data, source="config"):
-        if not isinstance(data, dict):
-            raise ValidationError("config", "%s is not a mapping of options" % source)
-        unknown = sorted(set(data) - set(DEFAULTS))
-        if unknown:
-            raise ValidationError(unknown[0], "unknown option (known: %s)" % ", ".join(sorted(DEFAULTS)))
-        opts = dict(DEFAULTS, **data)
-        interval = opts["watch_interval"]
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0.1:
-            raise ValidationError("watch_interval", "%r is not a number of seconds >= 0.1" % (interval,))
-        self.watch_interval = float(interval)
-        for key in ("include_udp", "check_agent_port_range_only", "syslog"):
-            if not isinstance(opts[key], bool):
-                raise ValidationError(key, "%r is not true or false" % (opts[key],))
-        self.include_udp = opts["include_udp"]
-        self.check_agent_port_range_only = opts["check_agent_port_range_only"]
-        self.syslog = opts["syslog"]
-        self.agent_port_range = portranges.parse("agent_port_range", opts["agent_port_range"], low=1)
-        self.isolated_port_range = None
-        if opts["isolated_port_range"] is not None:
-            if self.check_agent_port_range_only:
-                raise ValidationError("isolated_port_range", "is mutually exclusive with check_agent_port_range_only")
-            self.isolated_port_range = portranges.parse("isolated_port_range", opts["isolated_port_range"], low=1)
-        if opts["mode"] not in MODES:
-            raise ValidationError("mode", "%r is not one of %s" % (opts["mode"], ", ".join(MODES)))
-        self.mode = opts["mode"]
-        for key in ("policy_dir", "event_log", "metrics_textfile", "cgroup_root"):
-            value = opts[key]
-            if value is not None and (not isinstance(value, str) or not value.startswith("/")):
-                raise ValidationError(key, "%r is not an absolute path" % (value,))
-        self.policy_dir = opts["policy_dir"]
-        self.event_log = opts["event_log"]
-        self.metrics_textfile = opts["metrics_textfile"]
-        self.metrics_listen = None
-        if opts["metrics_listen"] is not None:
-            host, _sep, port = str(opts["metrics_listen"]).rpartition(":")
-            if host not in ("127.0.0.1", "::1", "localhost", "[::1]") or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValidationError("metrics_listen", "%r is not a loopback address:port like 127.0.0.1:9613"
-                                      % (opts["metrics_listen"],))
-            self.metrics_listen = (host.strip("[]"), int(port))
-        self.cgroup_root = opts["cgroup_root"] or cgroup2_root()
-        if not isinstance(opts["tasks"], list):
-            raise ValidationError("tasks", "is not a list of tasks")
-        self.inline_tasks = opts["tasks"]
-
-    def considered(self):
-        """The ports the watcher checks (Mesos: the agent range, the isolated range, or all)."""
-        if self.check_agent_port_range_only:
-            return self.agent_port_range
-        if self.isolated_port_range is not None:
-            return self.isolated_port_range
-        return ALL_PORTS
-
-
 def load_config(path):
-    return Config(_load_file(path, "config"), path)
-
-
-def load_policy(config):
-    """Every task: the config's own list, then one file per task in policy_dir (sorted by name)."""
-    tasks, names = [], {}
-    entries = [(t, "tasks[%d]" % i, "config") for i, t in enumerate(config.inline_tasks)]
-    if config.policy_dir is not None and os.path.isdir(config.policy_dir):
-        for fname in sorted(os.listdir(config.policy_dir)):
-            if fname.startswith(".") or not fname.endswith((".json", ".yml", ".yaml")):
-                continue
-            path = os.path.join(config.policy_dir, fname)
-            entries.append((_load_file(path, path), path, path))
-    for data, field, source in entries:
-        task = Task(data, field, source)
-        if task.name in names:
-            raise ValidationError(field + ".name", "task %r is also defined in %s" % (task.name, names[task.name]))
-        names[task.name] = source
-        tasks.append(task)
-    return tasks
-
-
-def policy_signature(config):
-    """What changes when a policy file is edited, added or removed."""
-    if config.policy_dir is None or not os.path.isdir(config.policy_dir):
-        return ()
-    sig = []
-    for fname in sorted(os.listdir(config.policy_dir)):
-        try:
-            st = os.stat(os.path.join(config.policy_dir, fname))
-        except OSError:
-            continue
-        sig.append((fname, st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(sig)
+    """The configuration; ``cgroup_root`` defaults to where cgroup v2 is mounted."""
+    config = wp.read_config(path)
+    if config.cgroup_root is None:
+        config.cgroup_root = cgroup2_root()
+    return config
 
 
 # -- cgroups -------------------------------------------------------------------------------------
@@ -197,6 +62,43 @@ def cgroup2_root():
     except (IOError, OSError):
         pass
     return None
+
+
+def own_cgroup(root):
+    """This process's cgroup in the hierarchy holding ``root``, relative to ``root`` ('' when it is
+    ``root`` itself; None when it lies elsewhere or cannot be known)."""
+    if not root:
+        return None
+    root = os.path.realpath(root)
+    best = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _sep, right = line.partition(" - ")
+                fields, kind = left.split(), right.split()
+                if kind[0] in ("cgroup", "cgroup2") and (root == fields[4] or root.startswith(fields[4].rstrip("/") + "/")):
+                    if best is None or len(fields[4]) > len(best[0]):
+                        best = (fields[4], fields[3], kind[0], set(kind[2].split(",")))
+        if best is None:
+            return None
+        mount, mount_root, kind, options = best
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                hierarchy, controllers, path = line.rstrip("\n").split(":", 2)
+                if (kind == "cgroup2" and hierarchy == "0" and not controllers) or (
+                        kind == "cgroup" and controllers and set(controllers.split(",")) <= options):
+                    break
+            else:
+                return None
+    except (IOError, OSError, IndexError, ValueError):
+        return None
+    if not wp.contains(mount_root.rstrip("/"), path.rstrip("/")) and mount_root != "/":
+        return None
+    mine = posixpath.join(mount, posixpath.relpath(path, mount_root))
+    if not wp.contains(root.rstrip("/"), mine.rstrip("/")):
+        return None
+    rel = posixpath.relpath(mine, root)
+    return "" if rel == "." else rel
 
 
 def is_cgroup2(path):
@@ -223,13 +125,6 @@ def _fs_magic(path):
     return buf.f_type & 0xFFFFFFFF
 
 
-def _has(pairs, port):
-    for first, last in pairs:
-        if first <= port <= last:
-            return True
-    return False
-
-
 def _child_ids(path, out):
     """Inode numbers (cgroup ids) of every cgroup below ``path``, from directory entries alone."""
     try:
@@ -240,36 +135,6 @@ def _child_ids(path, out):
         if entry.is_dir(follow_symlinks=False):
             out.append(entry.inode())
             _child_ids(entry.path, out)
-
-
-def _top_pid(path):
-    try:
-        with open(os.path.join(path, "cgroup.procs")) as f:
-            first = f.readline().strip()
-        return int(first) if first else None
-    except (IOError, OSError, ValueError):
-        return None
-
-
-def _first_pid(path):
-    """One process of the cgroup or of a cgroup below it (None when the task has none)."""
-    try:
-        with open(os.path.join(path, "cgroup.procs")) as f:
-            first = f.readline().strip()
-        if first:
-            return int(first)
-    except (IOError, OSError):
-        pass
-    for dirpath, _dirs, files in os.walk(path):
-        name = "cgroup.procs" if "cgroup.procs" in files else "tasks"
-        try:
-            with open(os.path.join(dirpath, name)) as f:
-                first = f.readline().strip()
-        except (IOError, OSError):
-            continue
-        if first:
-            return int(first)
-    return None
 
 
 def _procs(path):
@@ -284,8 +149,17 @@ def _procs(path):
     return pids
 
 
-def kill_cgroup(path, timeout=5.0):
-    """Kill every process of a cgroup and its children: cgroup.kill (v2), else freeze-kill-thaw (v1)."""
+def kill_cgroup(path, root, timeout=5.0):
+    """Kill every process of a cgroup and its children: cgroup.kill (v2), else freeze-kill-thaw (v1).
+
+    Only ever strictly below ``root``, never a hierarchy's root (a mount point) and never around the
+    watcher itself, whatever the policy said: ValueError then, and nothing is signalled.
+    """
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    if not real.startswith(top.rstrip("/") + "/") or os.path.ismount(real):
+        raise ValueError("%s is not a cgroup below cgroup_root %s" % (path, root))
+    if own_cgroup(real) is not None:
+        raise ValueError("%s contains the watcher's own cgroup" % path)
     if os.path.exists(os.path.join(path, "cgroup.kill")):
         with open(os.path.join(path, "cgroup.kill"), "w") as f:
             f.write("1")
@@ -319,6 +193,157 @@ def kill_cgroup(path, timeout=5.0):
     return not _procs(path)
 
 
+def _unit_cgroup(unit):
+    import subprocess
+    try:
+        out = subprocess.run(["systemctl", "show", "-P", "ControlGroup", "--", unit], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = out.stdout.strip()
+    return path or None
+
+
+# -- events --------------------------------------------------------------------------------------
+
+class EventLog:
+    """Events as JSON lines in ``event_log`` and syslog; nothing at all when not acting (--report)."""
+
+    def __init__(self, config, now, enabled):
+        self.config = config
+        self.now = now
+        self.enabled = enabled
+
+    def emit(self, event):
+        if not self.enabled:
+            return
+        event = dict({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now()))}, **event)
+        line = json.dumps(event, sort_keys=True)
+        if self.config.event_log:
+            directory = os.path.dirname(self.config.event_log)
+            if directory and not os.path.isdir(directory):
+                os.makedirs(directory, 0o755)
+            with open(self.config.event_log, "a") as f:
+                f.write(line + "\n")
+        if self.config.syslog:
+            syslog.openlog("hostnet-ports-watcher", 0, syslog.LOG_DAEMON)
+            syslog.syslog(syslog.LOG_WARNING if event["event"] != "violation_cleared" else syslog.LOG_INFO, line)
+
+
+# -- responders: what each mode does about a verdict ---------------------------------------------
+
+class Responder:
+    """audit: log only. Filters a previous watcher left in prevent mode are taken away."""
+
+    action = "logged"
+
+    def __init__(self, watcher):
+        self.watcher = watcher
+        self.swept = False
+
+    def ready(self, fresh):
+        """Whether to act on a task now; ``fresh``: its policy file changed since the last scan."""
+        return True
+
+    def respond(self, task, path, bad, report):
+        pass
+
+    def finish(self, active, report):
+        from . import bpfbind
+        filters = self.watcher.filters
+        for name in list(filters):
+            filters.pop(name).detach()
+        if self.swept:
+            return
+        self.swept = True
+        if not self.watcher.is_v2():
+            return
+        for name, (_task, path) in active.items():
+            try:
+                flt = bpfbind.BindFilter(path)
+                if flt.attached():
+                    flt.detach()
+                    report["actions"].append({"task": name, "action": "bind filter detached"})
+                else:
+                    flt.close()
+            except OSError as exc:
+                report["actions"].append({"task": name, "action": "bind filter detach failed", "error": str(exc)})
+
+    def close(self):
+        pass
+
+
+class EnforceResponder(Responder):
+    """enforce: kill the whole task cgroup, and never on a policy file seen for the first time (a
+    file written in place may be caught half-written; it is read again at the next scan)."""
+
+    action = "killed"
+
+    def ready(self, fresh):
+        return not fresh
+
+    def respond(self, task, path, bad, report):
+        if not bad:
+            return
+        try:
+            gone = kill_cgroup(path, self.watcher.config.cgroup_root)
+        except ValueError as exc:
+            report["actions"].append({"task": task.name, "action": "kill refused", "error": str(exc)})
+            return
+        self.watcher.metrics.killed()
+        report["actions"].append({"task": task.name, "action": "killed", "cgroup": path, "complete": gone})
+
+
+class PreventResponder(Responder):
+    """prevent: a bind filter on every watched task's cgroup, whatever its verdict."""
+
+    action = "logged (new binds to these ports are refused)"
+
+    def __init__(self, watcher):
+        Responder.__init__(self, watcher)
+        self.denied_seen = {}
+
+    def respond(self, task, path, bad, report):
+        from . import bpfbind
+        watcher = self.watcher
+        allowed = portranges.union(task.ports, portranges.difference(wp.ALL_PORTS, watcher.config.considered()))
+        value = bpfbind.bitmap(allowed, allowed)
+        flt = watcher.filters.get(task.name)
+        try:
+            if flt is None or flt.path != path:
+                if flt is not None:
+                    flt.detach()
+                flt = bpfbind.BindFilter(path)
+                if flt.attached():
+                    if flt.update(value):
+                        report["actions"].append({"task": task.name, "action": "bind filter updated"})
+                else:
+                    flt.attach(value)
+                    report["actions"].append({"task": task.name, "action": "bind filter attached"})
+                watcher.filters[task.name] = flt
+            elif flt.update(value):
+                report["actions"].append({"task": task.name, "action": "bind filter updated"})
+            denied = bpfbind.denied(flt.map_fd)
+            delta = denied - self.denied_seen.get(task.name, 0)
+            self.denied_seen[task.name] = denied
+            if delta > 0:
+                watcher.metrics.denied(delta)
+            report["tasks"][task.name]["denied_binds"] = denied
+        except (OSError, ValueError) as exc:
+            report["actions"].append({"task": task.name, "action": "bind filter failed", "error": str(exc)})
+
+    def finish(self, active, report):
+        """Filters of tasks that left the policy (or stopped running) go; the others stay."""
+        filters = self.watcher.filters
+        for name in list(filters):
+            if name not in active:
+                filters.pop(name).detach()
+                self.denied_seen.pop(name, None)
+
+
+RESPONDERS = {"audit": Responder, "enforce": EnforceResponder, "prevent": PreventResponder}
+
+
 # -- the watcher ---------------------------------------------------------------------------------
 
 class Watcher:
@@ -335,128 +360,160 @@ class Watcher:
         self.tasks = []
         self.policy_error = None
         self.signature = None
-        self.logged = {}      # task -> frozenset of offending (protocol, port) last logged
-        self.filters = {}     # task -> BindFilter (prevent mode)
-        self.denied_seen = {}
+        self.files_seen = None  # policy_dir's files as the previous scan found them
+        self.logged = {}        # task -> frozenset of offending (protocol, port) last logged
+        self.refused = {}       # task -> why its cgroup is not watched (systemd units), last logged
+        self.filters = {}       # task -> BindFilter (prevent mode)
         self.metrics = Metrics(config)
-        self.own_netns = os.stat("/proc/self/ns/net").st_ino
-        self.swept = False
-        self._fs_cache = {}
-        self._ids, self._id_tops, self._foreign = {}, None, set()
+        self.events = EventLog(config, now, act)
+        self.responder = RESPONDERS[config.mode](self)
+        self._v2 = None
+        self._ids, self._known, self._id_tops, self._foreign = {}, set(), None, set()
         self._units = {}  # systemd unit -> (its cgroup path or None, when systemd was asked)
         self.reload(force=True)
 
     # policy --------------------------------------------------------------
-    def reload(self, force=False):
-        signature = policy_signature(self.config)
+    def reload(self, force=False, files=None):
+        files = wp.policy_files(self.config) if files is None else files
+        signature = tuple(sorted(files.items()))
         if not force and signature == self.signature:
             return False
-        self.signature = signature
         try:
-            self.tasks = load_policy(self.config)
-            self.policy_error = None
-            self.metrics.set_policy(True, len(self.tasks))
-            return True
+            tasks = wp.load_policy(self.config, own_cgroup(self.config.cgroup_root), files)
+        except wp.PolicyChanging:
+            self.signature = None  # being written: the last good policy stays, read again next scan
+            return False
         except ValidationError as exc:
             # the last good policy stays in force
+            self.signature = signature
             self.policy_error = str(exc)
             self.metrics.policy_error()
-            self._event({"event": "policy_rejected", "error": str(exc), "tasks_in_force": len(self.tasks)})
+            self.events.emit({"event": "policy_rejected", "error": str(exc), "tasks_in_force": len(self.tasks)})
             return False
+        self.signature = signature
+        self.tasks = tasks
+        self.policy_error = None
+        self.metrics.set_policy(True, len(self.tasks))
+        return True
 
-    def task_path(self, task):
-        root = self.config.cgroup_root
+    def is_v2(self):
+        if self._v2 is None:
+            self._v2 = bool(self.config.cgroup_root) and is_cgroup2(self.config.cgroup_root)
+        return self._v2
+
+    def task_cgroup(self, task):
+        """The task's cgroup relative to cgroup_root (None: not running), or ValidationError."""
         if task.cgroup is not None:
-            rel = task.cgroup
+            return task.cgroup
+        # a unit's cgroup path does not change while it runs: ask systemd again only when that
+        # path is gone, and then at most every UNIT_RECHECK seconds (not a subprocess per scan)
+        root = self.config.cgroup_root
+        cached, asked = self._units.get(task.systemd_unit, (None, 0.0))
+        if cached is not None and root and os.path.isdir(os.path.join(root, cached.lstrip("/"))):
+            rel = cached
+        elif time.time() - asked < UNIT_RECHECK:
+            rel = cached
         else:
-            # a unit's cgroup path does not change while it runs: ask systemd again only when that
-            # path is gone, and then at most every UNIT_RECHECK seconds (not a subprocess per scan)
-            cached, asked = self._units.get(task.systemd_unit, (None, 0.0))
-            if cached is not None and root and os.path.isdir(os.path.join(root, cached.lstrip("/"))):
-                rel = cached
-            elif time.time() - asked < UNIT_RECHECK:
-                rel = cached
+            rel = _unit_cgroup(task.systemd_unit)
+            self._units[task.systemd_unit] = (rel, time.time())
+        if rel is None:
+            return None
+        try:
+            return wp.task_cgroup("%s.systemd_unit" % task.field, rel)
+        except ValidationError as exc:
+            raise ValidationError(exc.field, "systemd reports the cgroup of %s as %s" % (task.systemd_unit, exc.reason))
+
+    def _unit_conflicts(self, rels, own):
+        """{name: reason} for unit tasks whose cgroup holds, or lies in, another task's, or holds ours."""
+        out = {}
+        for task in self.tasks:
+            rel = rels.get(task.name)
+            if task.systemd_unit is None or rel is None:
+                continue
+            if own is not None and wp.contains(rel, own):
+                out[task.name] = "%s.systemd_unit: its cgroup %s contains the watcher's own" % (task.field, rel)
+                continue
+            for other, other_rel in rels.items():
+                if other != task.name and other_rel is not None and (
+                        wp.contains(rel, other_rel) or wp.contains(other_rel, rel)):
+                    out[task.name] = ("%s.systemd_unit: its cgroup %s overlaps the cgroup of task %r (%s); a task's "
+                                      "cgroup may not contain another's" % (task.field, rel, other, other_rel))
+                    break
+        return out
+
+    def _watched(self, report):
+        """name -> (task, path) of the running tasks it is safe to act on; the report says why not."""
+        root = self.config.cgroup_root
+        rels, refused = {}, {}
+        for task in self.tasks:
+            try:
+                rels[task.name] = self.task_cgroup(task)
+            except ValidationError as exc:
+                rels[task.name], refused[task.name] = None, str(exc)
+        if any(task.systemd_unit is not None for task in self.tasks):
+            refused.update(self._unit_conflicts(rels, own_cgroup(root)))
+        watched = {}
+        for task in self.tasks:
+            rel = rels[task.name]
+            path = os.path.join(root, rel) if root and rel is not None else None
+            entry = {"cgroup": path, "ports": task.ports_text, "status": "running", "listening": []}
+            report["tasks"][task.name] = entry
+            if task.name in refused:
+                entry["status"] = "refused: %s" % refused[task.name]
+            elif path is None or not os.path.isdir(path):
+                entry["status"] = "not running"
             else:
-                rel = _unit_cgroup(task.systemd_unit)
-                self._units[task.systemd_unit] = (rel, time.time())
-            if rel is None:
-                return None
-        return os.path.join(root, rel.lstrip("/")) if root else None
+                watched[task.name] = (task, path)
+        for name, why in refused.items():
+            if self.refused.get(name) != why:
+                self.events.emit({"event": "task_refused", "task": name, "error": why})
+        self.refused = refused
+        return watched
 
     # one scan ------------------------------------------------------------
     def scan(self):
         started = time.time()
         cpu = time.process_time()
-        self.reload()
+        files = wp.policy_files(self.config)
+        self.reload(files=files)
         config = self.config
         listeners = sockdiag.listeners(config.include_udp)
         report = {"mode": config.mode, "tasks": {}, "violations": {}, "actions": [],
                   "listeners": len(listeners), "policy_error": self.policy_error}
-        proc_tasks = []
-        active = {}
-        v2 = self._is_cgroup2(config.cgroup_root)
-        tops = {}
-        for task in self.tasks:
-            path = self.task_path(task)
-            entry = {"cgroup": path, "ports": task.ports_text, "status": "running", "listening": []}
-            report["tasks"][task.name] = entry
-            try:
-                top_id = os.stat(path).st_ino if path else None
-            except OSError:
-                top_id = None
-            if top_id is None:
-                entry["status"] = "not running"
-                continue
-            # the netns check reads one cgroup.procs; a task whose top cgroup is empty is looked at
-            # more closely only where it matters, before a bind filter is attached to it
-            pid = _top_pid(path)
-            if pid is None and config.mode == "prevent":
-                pid = _first_pid(path)
-            if pid is not None and not self._in_our_netns(pid):
-                entry["status"] = "ignored: its processes are in another network namespace"
-                continue
-            active[task.name] = (task, path, entry)
-            if v2:
-                tops[task.name] = (top_id, path)
-            else:
-                proc_tasks.append((task.name, _procs(path)))
-        by_id = self._cgroup_ids(tops, listeners) if v2 else {}
-        by_inode = {}
-        for name, pids in proc_tasks:
-            for inode in sockdiag.socket_inodes_of_pids(pids):
-                by_inode[inode] = name
-        considered = config.considered()
-        offending = dict((name, set()) for name in active)
-        for sock in listeners:
-            name = by_id.get(sock.cgroup_id) or by_inode.get(sock.inode)
-            if name is None or name not in active:
-                continue
-            task, _path, entry = active[name]
-            entry["listening"].append("%s/%d" % (sock.protocol, sock.port))
-            if not _has(considered, sock.port):
-                continue
-            if not _has(task.ports, sock.port):
-                offending[name].add((sock.protocol, sock.port))
-        for name, (task, path, entry) in active.items():
-            entry["listening"] = sorted(set(entry["listening"]))
-            bad = frozenset(offending[name])
+        watched = self._watched(report)
+        if self.is_v2():
+            tops = {}
+            for name, (_task, path) in watched.items():
+                try:
+                    tops[name] = (os.stat(path).st_ino, path)
+                except OSError:
+                    continue  # gone meanwhile: no socket of it to judge
+            ids = self._cgroup_ids(tops, listeners)
+            scans = [TaskScan(name, task.ports, cgroup_ids=ids.get(name, ())) for name, (task, _p) in watched.items()]
+        else:
+            scans = []
+            for name, (task, path) in watched.items():
+                scans.append(TaskScan(name, task.ports, inodes=sockdiag.socket_inodes_of_pids(_procs(path))))
+        verdicts = judge(listeners, scans, config.considered())
+        fresh = self._fresh(files)
+        for name, (task, path) in watched.items():
+            verdict = verdicts[name]
+            report["tasks"][name]["listening"] = verdict.listening
+            bad = verdict.offending
             if bad:
-                report["violations"][name] = _ports_text(bad)
+                report["violations"][name] = ports_text(bad)
             if not self.act:
                 continue
-            self._act(task, path, bad, report)
-            if config.mode == "prevent":
-                self._prevent(task, path, report)
-        if not self.act:
-            pass
-        elif config.mode != "prevent":
-            self._drop_filters(set())
-            if not self.swept:  # filters a previous watcher (in prevent mode) left on policy tasks
-                self._sweep(active, report)
-        else:
-            self._drop_filters(set(active))
+            if bad and not self.responder.ready(name in fresh):
+                report["actions"].append({"task": name, "action": "deferred",
+                                          "reason": "its policy file changed since the last scan"})
+                continue
+            self._log(task, path, bad)
+            self.responder.respond(task, path, bad, report)
+        if self.act:
+            self.responder.finish(watched, report)
         for name in list(self.logged):
-            if name not in active:
+            if name not in watched:
                 del self.logged[name]
         duration = time.time() - started
         report["scan_seconds"] = round(duration, 6)
@@ -465,8 +522,30 @@ class Watcher:
         self.metrics.flush()
         return report
 
+    def _fresh(self, files):
+        """Tasks whose policy file is not the one the previous scan found (none at the first scan)."""
+        previous, self.files_seen = self.files_seen, files
+        if previous is None:
+            return set()
+        return set(t.name for t in self.tasks if t.source != "config"
+                   and previous.get(os.path.basename(t.source)) != files.get(os.path.basename(t.source)))
+
+    def _log(self, task, path, bad):
+        if bad == self.logged.get(task.name, frozenset()):
+            return
+        self.logged[task.name] = bad
+        if bad:
+            self.events.emit({"event": "violation", "task": task.name, "cgroup": path, "mode": self.config.mode,
+                              "action": self.responder.action, "reason": REASON,
+                              "message": "Task %s is listening on ports it was not assigned: %s (assigned: %s)"
+                                         % (task.name, ports_text(bad), task.ports_text or "none"),
+                              "resources": [{"name": "ports", "type": "RANGES", "ranges": ports_ranges(bad)}]})
+            self.metrics.violation()
+        else:
+            self.events.emit({"event": "violation_cleared", "task": task.name, "cgroup": path})
+
     def _cgroup_ids(self, tops, listeners):
-        """cgroup id -> task name, for every task cgroup and the cgroups below them (task groups).
+        """task name -> cgroup ids of its cgroup and the cgroups below it (task groups).
 
         Kept between scans: it is rebuilt (a stat and a directory listing per task) only when a
         task's top cgroup was re-created or a listener carries a cgroup id not seen before.
@@ -474,103 +553,19 @@ class Watcher:
         stale = self._id_tops != tops
         if not stale:
             for sock in listeners:
-                if sock.cgroup_id not in self._ids and sock.cgroup_id not in self._foreign:
+                if sock.cgroup_id not in self._known and sock.cgroup_id not in self._foreign:
                     stale = True
                     break
         if stale:
-            ids = {}
+            ids, known = {}, set()
             for name, (top_id, path) in tops.items():
                 found = [top_id]
                 _child_ids(path, found)
-                for cgroup_id in found:
-                    ids[cgroup_id] = name
-            self._ids, self._id_tops = ids, dict(tops)
-            self._foreign = set(s.cgroup_id for s in listeners if s.cgroup_id not in ids)
+                ids[name] = found
+                known.update(found)
+            self._ids, self._known, self._id_tops = ids, known, dict(tops)
+            self._foreign = set(s.cgroup_id for s in listeners if s.cgroup_id not in known)
         return self._ids
-
-    def _in_our_netns(self, pid):
-        try:
-            return os.stat("/proc/%d/ns/net" % pid).st_ino == self.own_netns
-        except OSError:
-            return True  # gone meanwhile: nothing of it to judge
-
-    def _is_cgroup2(self, root):
-        if root not in self._fs_cache:
-            self._fs_cache[root] = bool(root) and is_cgroup2(root)
-        return self._fs_cache[root]
-
-    def _act(self, task, path, bad, report):
-        mode = self.config.mode
-        if bad != self.logged.get(task.name, frozenset()):
-            self.logged[task.name] = bad
-            if bad:
-                action = {"audit": "logged", "enforce": "killed",
-                          "prevent": "logged (new binds to these ports are refused)"}[mode]
-                self._event({"event": "violation", "task": task.name, "cgroup": path, "mode": mode,
-                             "action": action, "reason": REASON,
-                             "message": "Task %s is listening on ports it was not assigned: %s (assigned: %s)"
-                                        % (task.name, _ports_text(bad), portranges.format_set(task.ports) or "none"),
-                             "resources": [{"name": "ports", "type": "RANGES", "ranges": _ports_ranges(bad)}]})
-                self.metrics.violation()
-            else:
-                self._event({"event": "violation_cleared", "task": task.name, "cgroup": path})
-        if bad and mode == "enforce":
-            gone = kill_cgroup(path)
-            self.metrics.killed()
-            report["actions"].append({"task": task.name, "action": "killed", "cgroup": path, "complete": gone})
-
-    def _prevent(self, task, path, report):
-        from . import bpfbind
-        value = bpfbind.bitmap(*([self._allowed(task)] * 2))
-        flt = self.filters.get(task.name)
-        try:
-            if flt is None or flt.path != path:
-                if flt is not None:
-                    flt.detach()
-                flt = bpfbind.BindFilter(path)
-                if flt.attached():
-                    if flt.update(value):
-                        report["actions"].append({"task": task.name, "action": "bind filter updated"})
-                else:
-                    flt.attach(value)
-                    report["actions"].append({"task": task.name, "action": "bind filter attached"})
-                self.filters[task.name] = flt
-            elif flt.update(value):
-                report["actions"].append({"task": task.name, "action": "bind filter updated"})
-            denied = bpfbind.denied(flt.map_fd)
-            delta = denied - self.denied_seen.get(task.name, 0)
-            self.denied_seen[task.name] = denied
-            if delta > 0:
-                self.metrics.denied(delta)
-            report["tasks"][task.name]["denied_binds"] = denied
-        except (OSError, ValueError) as exc:
-            report["actions"].append({"task": task.name, "action": "bind filter failed", "error": str(exc)})
-
-    def _sweep(self, active, report):
-        from . import bpfbind
-        self.swept = True
-        for name, (_task, path, _entry) in active.items():
-            if not self._is_cgroup2(self.config.cgroup_root):
-                continue
-            try:
-                flt = bpfbind.BindFilter(path)
-                if flt.attached():
-                    flt.detach()
-                    report["actions"].append({"task": name, "action": "bind filter detached"})
-                else:
-                    flt.close()
-            except OSError as exc:
-                report["actions"].append({"task": name, "action": "bind filter detach failed", "error": str(exc)})
-
-    def _allowed(self, task):
-        """Ports a bind may use: the task's own, and everything the watcher does not check."""
-        return portranges.union(task.ports, portranges.difference(ALL_PORTS, self.config.considered()))
-
-    def _drop_filters(self, keep):
-        for name in list(self.filters):
-            if name not in keep:
-                self.filters.pop(name).detach()
-                self.denied_seen.pop(name, None)
 
     def close(self):
         """Stop: leave prevent-mode filters attached (they keep protecting), release our handles."""
@@ -578,44 +573,6 @@ class Watcher:
             flt.close()
         self.filters = {}
         self.metrics.close()
-
-    def _event(self, event):
-        if not self.act:
-            return
-        event = dict({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now()))}, **event)
-        line = json.dumps(event, sort_keys=True)
-        if self.config.event_log:
-            directory = os.path.dirname(self.config.event_log)
-            if directory and not os.path.isdir(directory):
-                os.makedirs(directory, 0o755)
-            with open(self.config.event_log, "a") as f:
-                f.write(line + "\n")
-        if self.config.syslog:
-            syslog.openlog("hostnet-ports-watcher", 0, syslog.LOG_DAEMON)
-            syslog.syslog(syslog.LOG_WARNING if event["event"] != "violation_cleared" else syslog.LOG_INFO, line)
-
-
-def _unit_cgroup(unit):
-    import subprocess
-    try:
-        out = subprocess.run(["systemctl", "show", "-P", "ControlGroup", unit], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    path = out.stdout.strip()
-    return path or None
-
-
-def _ports_text(bad):
-    by_proto = {}
-    for proto, port in sorted(bad):
-        by_proto.setdefault(proto, []).append((port, port))
-    return "; ".join("%s %s" % (p, portranges.format_set(portranges.normalize(r))) for p, r in sorted(by_proto.items()))
-
-
-def _ports_ranges(bad):
-    pairs = portranges.normalize([(port, port) for _proto, port in bad])
-    return [{"begin": a, "end": b} for a, b in pairs]
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -741,7 +698,10 @@ def main(argv=None):
     if args.check:
         try:
             config = load_config(args.config)
-            tasks = load_policy(config)
+            tasks = wp.load_policy(config)  # the daemon also refuses a task holding its own cgroup
+        except wp.PolicyChanging as exc:
+            sys.stderr.write("hostnet-ports-watcher: %s changed while it was read; check again\n" % exc)
+            return 2
         except ValidationError as exc:
             sys.stderr.write("hostnet-ports-watcher: invalid configuration: %s\n" % exc)
             return 2

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
 import os
 import re
 
@@ -24,17 +25,37 @@ STATES = ("present", "absent", "reconciled")
 DEFAULT_HANDLE_PATTERN = r"^[0-9]+$"
 
 
+# The root and the kernel's own filesystems hold nothing a namespace directory may share them with.
+_FORBIDDEN_DIRS = ("/proc", "/sys", "/dev")
+
+
+def _check_path(field, value):
+    """An absolute path, normalised; pure (no host access), so it can run on the controller."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValidationError(field, "%r is not an absolute path" % (value,))
+    if ".." in value.split("/"):
+        # normpath drops "x/.." before the kernel would follow a symlink x: the two could differ
+        raise ValidationError(field, "%r contains '..'; give the path without it" % (value,))
+    return "/" + os.path.normpath(value).lstrip("/")
+
+
+def _check_dir(field, value):
+    path = _check_path(field, value)
+    if path == "/" or any(path == d or path.startswith(d + "/") for d in _FORBIDDEN_DIRS):
+        raise ValidationError(field, "%s is the root directory or inside /proc, /sys or /dev; "
+                                     "refusing to manage files there" % path)
+    return path
+
+
 class NetnsSpec:
-    """What the user asked for, validated."""
+    """What the user asked for, validated without looking at the host."""
 
     def __init__(self, name=None, state="present", netns_dir=nsutil.DEFAULT_NETNS_DIR, pid=None,
                  symlinks=None, symlink_dir=None, handle_pattern=DEFAULT_HANDLE_PATTERN, keep=None):
         if state not in STATES:
             raise ValidationError("state", "%r is not one of %s" % (state, ", ".join(STATES)))
         self.state = state
-        if not isinstance(netns_dir, str) or not netns_dir.startswith("/"):
-            raise ValidationError("netns_dir", "%r is not an absolute path" % (netns_dir,))
-        self.netns_dir = os.path.normpath(netns_dir)
+        self.netns_dir = _check_dir("netns_dir", netns_dir)
         self.symlinks = []
         self.keep = list(keep or [])
         self.symlink_dir = None
@@ -55,33 +76,25 @@ class NetnsSpec:
                 raise ValidationError("pid", "only used with state=present")
             if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
                 raise ValidationError("pid", "%r is not a process id" % (pid,))
-            if not nsutil.is_netns_handle("/proc/%d/ns/net" % pid):
-                raise ValidationError("pid", "no process with pid %d (or its network namespace "
-                                             "cannot be opened)" % pid)
         self.pid = pid
         seen = set()
         for i, link in enumerate(symlinks or []):
             field = "symlinks[%d]" % i
-            if not isinstance(link, str) or not link.startswith("/"):
-                raise ValidationError(field, "%r is not an absolute path" % (link,))
-            link = os.path.normpath(link)
+            link = _check_path(field, link)
             if link == self.handle:
                 raise ValidationError(field, "%s is the handle itself" % link)
             if link in seen:
                 raise ValidationError(field, "%s is listed twice" % link)
             seen.add(link)
-            if os.path.lexists(link) and not os.path.islink(link):
-                raise ValidationError(field, "%s exists and is not a symlink; refusing to replace it" % link)
             self.symlinks.append(link)
 
     def _init_reconcile(self, name, pid, symlinks, symlink_dir, handle_pattern):
         for field, value in (("name", name), ("pid", pid), ("symlinks", symlinks)):
             if value:
                 raise ValidationError(field, "not used with state=reconciled (it reconciles a directory)")
-        if not isinstance(symlink_dir, str) or not symlink_dir.startswith("/"):
-            raise ValidationError("symlink_dir", "required with state=reconciled, as an absolute path "
-                                                 "(got %r)" % (symlink_dir,))
-        self.symlink_dir = os.path.normpath(symlink_dir)
+        if symlink_dir is None:
+            raise ValidationError("symlink_dir", "required with state=reconciled, as an absolute path")
+        self.symlink_dir = _check_dir("symlink_dir", symlink_dir)
         if self.symlink_dir == self.netns_dir:
             raise ValidationError("symlink_dir", "must differ from netns_dir")
         try:
@@ -98,6 +111,18 @@ def _symlink_state(path):
     return None
 
 
+def _names_dead_handle(link, netns_dir, mounts):
+    """Whether the symlink ``link`` points into ``netns_dir`` at a handle that pins no namespace.
+
+    That is the only kind of symlink we replace or remove without being told its exact target:
+    the links we make point there. Resolved as the kernel does (relative targets, symlinked dirs).
+    """
+    target = os.path.realpath(link)
+    if os.path.dirname(target) != os.path.realpath(netns_dir):
+        return False
+    return nsutil.handle_kind(target, mounts)[0] in ("missing", "placeholder")
+
+
 def describe_netns(spec):
     """The user-visible state of what ``spec`` manages (for diff and return values)."""
     handle = spec.handle
@@ -110,10 +135,39 @@ def describe_netns(spec):
     }
 
 
+def _check_host(spec, mounts):
+    """What the spec names on the host is of the kind we manage; raises ValidationError otherwise.
+
+    Ownership before destruction: a path that is not a namespace handle (or the empty file a
+    crashed `ip netns add` leaves) is never replaced or removed, a symlink only when it already
+    points at a namespace handle or a dead handle in netns_dir.
+    """
+    kind, what = nsutil.handle_kind(spec.handle, mounts)
+    if kind == "foreign":
+        raise ValidationError("name", "%s exists and is %s, not a network namespace handle; refusing to %s it"
+                                      % (spec.handle, what, "replace" if spec.state == "present" else "remove"))
+    if spec.pid is not None and not nsutil.is_netns_handle("/proc/%d/ns/net" % spec.pid):
+        raise ValidationError("pid", "no process with pid %d (or its network namespace cannot be opened)"
+                                     % spec.pid)
+    for i, link in enumerate(spec.symlinks):
+        field = "symlinks[%d]" % i
+        target = _symlink_state(link)
+        if target is None:
+            if os.path.lexists(link):
+                raise ValidationError(field, "%s exists and is not a symlink; refusing to replace it" % link)
+        elif spec.state == "present" and target != spec.handle and not (
+                nsutil.is_netns_handle(link) or _names_dead_handle(link, spec.netns_dir, mounts)):
+            raise ValidationError(field, "%s is a symlink to %s, which is neither a network namespace handle "
+                                         "nor a dead handle in %s; refusing to replace it"
+                                  % (link, target, spec.netns_dir))
+
+
 def plan_netns(spec):
     """Actions (dicts) that bring the host to ``spec``, with before/after views."""
+    mounts = nsutil.mount_points()
     if spec.state == "reconciled":
-        return _plan_reconcile(spec)
+        return _plan_reconcile(spec, mounts)
+    _check_host(spec, mounts)
     before = describe_netns(spec)
     actions = []
     if spec.state == "present":
@@ -161,39 +215,56 @@ def _list_dir(path):
         return []
 
 
-def _plan_reconcile(spec):
-    """Mesos-style recovery: dangling symlinks and orphan handles go."""
+def _plan_reconcile(spec, mounts):
+    """Mesos-style recovery: dead symlinks into netns_dir, unused handles and placeholders go.
+
+    Whatever else is found is left alone and reported (``left_alone``) rather than removed.
+    """
     actions = []
+    left_alone = []
     referenced = set()
     symlinks = {}
     for entry in _list_dir(spec.symlink_dir):
         path = os.path.join(spec.symlink_dir, entry)
         target = _symlink_state(path)
         if target is None:
+            left_alone.append({"path": path, "reason": "not a symlink (%s)" % nsutil.handle_kind(path, mounts)[1]})
             continue
         symlinks[path] = target
-        resolved = os.path.normpath(os.path.join(spec.symlink_dir, target))
-        if nsutil.is_netns_handle(resolved):
-            referenced.add(os.path.realpath(resolved))
-        else:
+        if nsutil.is_netns_handle(path):
+            referenced.add(os.path.realpath(path))
+        elif _names_dead_handle(path, spec.netns_dir, mounts):
             actions.append({"action": "remove_symlink", "path": path, "old_target": target})
+        else:
+            left_alone.append({"path": path, "reason": "a symlink to %s, which is neither a network namespace "
+                                                       "nor a dead handle in %s" % (target, spec.netns_dir)})
+    users = None
     handles = {}
     for entry in _list_dir(spec.netns_dir):
         path = os.path.join(spec.netns_dir, entry)
-        live = nsutil.is_netns_handle(path)
-        handles[path] = live
-        if entry in spec.keep or not spec.handle_pattern.search(entry):
+        kind, what = nsutil.handle_kind(path, mounts)
+        handles[path] = kind
+        if entry in spec.keep or not spec.handle_pattern.search(entry) or os.path.realpath(path) in referenced:
             continue
-        if os.path.realpath(path) in referenced:
-            continue
-        actions.append({"action": "remove_handle" if live else "remove_stale_handle", "path": path})
+        if kind == "placeholder":
+            actions.append({"action": "remove_stale_handle", "path": path})
+        elif kind == "netns":
+            users = nsutil.netns_users() if users is None else users
+            pids = users.get(nsutil.netns_inode(path))
+            if pids:
+                left_alone.append({"path": path, "reason": "its namespace is in use by pid %s"
+                                                           % ", ".join(str(p) for p in pids[:5])})
+            else:
+                actions.append({"action": "remove_handle", "path": path})
+        else:
+            left_alone.append({"path": path, "reason": "%s, not a network namespace handle" % what})
     removed = set(a["path"] for a in actions)
     before = {"symlinks": symlinks, "handles": sorted(handles)}
     after = {"symlinks": dict((k, v) for k, v in symlinks.items() if k not in removed),
              "handles": sorted(h for h in handles if h not in removed)}
     # Symlinks go first so that a failure never leaves a symlink to a removed handle.
     actions.sort(key=lambda a: a["action"] != "remove_symlink")
-    return {"actions": actions, "before": before, "after": after}
+    return {"actions": actions, "before": before, "after": after, "left_alone": left_alone}
 
 
 def _held_open(path, held):
@@ -202,8 +273,31 @@ def _held_open(path, held):
     return "/proc/self/fd/%d" % fd
 
 
+def _tmp_name(path):
+    # unique, so that creating it never meets (and never has to remove) a file of someone else's
+    return "%s.%s.hostnet-tmp" % (path, binascii.hexlify(os.urandom(6)).decode())
+
+
+def _expect_link(path, target):
+    """Changes to a symlink are made only while it still points where the plan saw it point."""
+    current = _symlink_state(path)
+    if current != target:
+        raise OSError("%s changed since it was planned (now %s); left in place"
+                      % (path, "a symlink to %s" % current if current else "not a symlink"))
+
+
+def _relink(path, target):
+    tmp = _tmp_name(path)
+    os.symlink(target, tmp)
+    try:
+        os.rename(tmp, path)  # atomic replace: readers never see a missing link
+    except OSError:
+        os.unlink(tmp)
+        raise
+
+
 def _step(action, held):
-    """(do, undo) for one planned action."""
+    """(do, undo) for one planned action; each undo either restores or raises."""
     path = action["path"]
     kind = action["action"]
     if kind == "create_handle":
@@ -219,47 +313,64 @@ def _step(action, held):
         old = _held_open(path, held)  # keeps the old namespace alive until the transaction is over
 
         def undo():
-            if os.path.lexists(path):
+            if nsutil.handle_kind(path)[0] == "netns":
                 nsutil.remove_handle(path)
-            nsutil.bind_handle(old, path)
+            nsutil.pin_handle(old, path)
         if kind == "remove_handle":
             return (lambda: nsutil.remove_handle(path)), undo
 
         def do():
             nsutil.remove_handle(path)
             try:
-                nsutil.bind_handle("/proc/%d/ns/net" % action["pid"], path)
+                nsutil.pin_handle("/proc/%d/ns/net" % action["pid"], path)
             except OSError:
                 undo()  # this step's own first half: put the old handle back before failing
                 raise
         return do, undo
     if kind == "remove_stale_handle":
-        return lambda: nsutil.remove_handle(path), lambda: open(path, "a").close()
-    if kind in ("create_symlink", "replace_symlink"):
+        mode = []
+
+        def do():
+            found, what = nsutil.handle_kind(path)
+            if found != "placeholder":
+                raise OSError("%s is %s now, no longer an empty placeholder; left in place" % (path, what))
+            mode.append(os.lstat(path).st_mode & 0o7777)
+            os.unlink(path)
+
+        def undo():
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode[0]))
+            os.chmod(path, mode[0])  # past the umask
+        return do, undo
+    if kind == "create_symlink":
         undo_dirs = []
 
         def do():
             undo_dirs.append(nsutil.make_dirs(os.path.dirname(path)))
-            tmp = "%s.hostnet-tmp" % path
             try:
-                if os.path.lexists(tmp):
-                    os.unlink(tmp)
-                os.symlink(action["target"], tmp)
-                os.rename(tmp, path)  # atomic replace: readers never see a missing link
+                os.symlink(action["target"], path)
             except OSError:
                 undo_dirs[0]()
                 raise
 
         def undo():
-            if kind == "replace_symlink":
-                os.symlink(action["old_target"], path + ".hostnet-tmp")
-                os.rename(path + ".hostnet-tmp", path)
-            else:
-                os.unlink(path)
+            _expect_link(path, action["target"])
+            os.unlink(path)
             undo_dirs[0]()
         return do, undo
+    if kind == "replace_symlink":
+        def do():
+            _expect_link(path, action["old_target"])
+            _relink(path, action["target"])
+
+        def undo():
+            _expect_link(path, action["target"])
+            _relink(path, action["old_target"])
+        return do, undo
     if kind == "remove_symlink":
-        return lambda: os.unlink(path), lambda: os.symlink(action["old_target"], path)
+        def do():
+            _expect_link(path, action["old_target"])
+            os.unlink(path)
+        return do, lambda: os.symlink(action["old_target"], path)
     raise ValueError("unknown action %r" % kind)
 
 

@@ -18,8 +18,10 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import re
+import stat
 
 from .errors import ValidationError
 
@@ -29,6 +31,7 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind of namespace it is (Linux 4.11)
 
 DEFAULT_NETNS_DIR = "/var/run/netns"
 # What `ip netns` accepts as a name: no slashes, not "." or "..".
@@ -83,21 +86,121 @@ def _nsfs_dev():
     return os.stat("/proc/self/ns/net").st_dev
 
 
-def is_netns_handle(path):
-    """True when ``path`` is a live namespace handle (an nsfs bind mount or /proc/<pid>/ns/net)."""
+def open_netns(path, follow=True):
+    """A file descriptor on the network namespace at ``path``, or None when it is not one.
+
+    Only files on nsfs are opened (opening a device or a FIFO could have effects of its own),
+    and a handle of another namespace type (mnt, pid ...) is not a network namespace.
+    ``follow=False`` does not follow a symlink at ``path`` itself.
+    """
     try:
-        return os.stat(path).st_dev == _nsfs_dev()
+        st = os.stat(path) if follow else os.lstat(path)
     except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_dev != _nsfs_dev():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
+    except OSError:
+        return None
+    try:
+        fst = os.fstat(fd)
+        if (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino) and fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def is_netns_handle(path):
+    """True when ``path`` is a live network namespace (an nsfs bind mount or /proc/<pid>/ns/net)."""
+    fd = open_netns(path)
+    if fd is None:
         return False
+    os.close(fd)
+    return True
 
 
 def netns_inode(path):
     """The namespace's inode number, which identifies it across handles, or None."""
-    try:
-        st = os.stat(path)
-    except OSError:
+    fd = open_netns(path)
+    if fd is None:
         return None
-    return st.st_ino if st.st_dev == _nsfs_dev() else None
+    try:
+        return os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+
+
+def _unescape_mountinfo(field):
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_points():
+    """{mount point: filesystem type} of this mount namespace (the topmost mount wins)."""
+    points = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            points[_unescape_mountinfo(fields[4])] = fields[fields.index("-") + 1]
+    return points
+
+
+def _describe(st):
+    for test, what in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(st.st_mode):
+            return what
+    return "a non-empty regular file" if st.st_size else "an empty regular file"
+
+
+def handle_kind(path, mounts=None):
+    """What is at a handle path, as (kind, description); kind is one of
+
+    - ``missing``;
+    - ``netns``: a network namespace mounted there (what `ip netns add` and ``bind_handle`` make);
+    - ``placeholder``: an empty regular file that is no mount point (what a crashed `ip netns add`
+      leaves behind, before its bind mount);
+    - ``foreign``: anything else, which is not ours to replace or remove.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return "missing", "missing"
+    if stat.S_ISREG(st.st_mode) and st.st_dev == _nsfs_dev():
+        fd = open_netns(path, follow=False)
+        if fd is None:
+            return "foreign", "a handle of another kind of namespace"
+        os.close(fd)
+        return "netns", "a network namespace handle"
+    mounts = mount_points() if mounts is None else mounts
+    fstype = mounts.get(os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)))
+    if fstype is not None:
+        return "foreign", "%s and a mount point (%s)" % (_describe(st), fstype)
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        return "placeholder", "an empty regular file"
+    return "foreign", _describe(st)
+
+
+def netns_users():
+    """{network namespace inode: sorted pids of the processes with a thread in it}."""
+    users = {}
+    for pid in sorted(int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue  # exited meanwhile
+        for tid in tids:
+            try:
+                inode = os.stat("/proc/%d/task/%s/ns/net" % (pid, tid)).st_ino
+            except OSError:
+                continue
+            pids = users.setdefault(inode, [])
+            if pid not in pids[-1:]:
+                pids.append(pid)
+    return users
 
 
 def current_netns_inode():
@@ -192,20 +295,25 @@ def ensure_shared_dir(directory):
     return undo
 
 
+def pin_handle(source, path):
+    """Bind-mount the namespace at ``source`` onto a new empty file ``path``, as `ip netns add` does."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+    os.close(fd)
+    try:
+        mount(source, path, "none", MS_BIND)
+    except OSError:
+        os.unlink(path)
+        raise
+
+
 def bind_handle(source, path):
-    """Pin the namespace at ``source`` by bind-mounting it onto a new file ``path``.
+    """Pin the namespace at ``source`` at ``path``, making its directory shared first.
 
     Returns an undo that removes the handle and whatever directory set-up this call did.
     """
     undo_dir = ensure_shared_dir(os.path.dirname(path))
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0)
-        os.close(fd)
-        try:
-            mount(source, path, "none", MS_BIND)
-        except OSError:
-            os.unlink(path)
-            raise
+        pin_handle(source, path)
     except OSError:
         undo_dir()
         raise
@@ -230,10 +338,26 @@ def create_handle(path):
 
 
 def remove_handle(path):
-    """Unpin and remove a handle; the namespace dies with its last user."""
+    """Unpin and remove a handle; the namespace dies with its last user.
+
+    Only a network namespace mount and the empty file below it (or such a file alone) are
+    removed. Anything else at ``path``, on top or below, stays where it is and the call fails:
+    the directory may hold files that are not ours.
+    """
+    kind, what = handle_kind(path)
+    if kind == "placeholder":
+        os.unlink(path)
+        return
+    if kind != "netns":
+        raise OSError("%s is %s, not a network namespace handle; left in place" % (path, what))
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         umount(path, MNT_DETACH)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:  # EINVAL: not mounted (a stale file)
-            raise
-    os.unlink(path)
+        kind, what = handle_kind(path)
+        if kind != "placeholder":
+            mount("/proc/self/fd/%d" % fd, path, "none", MS_BIND)  # put our mount back over it
+            raise OSError("%s: below the namespace mount is %s, not the file a handle is made of; "
+                          "left in place" % (path, what))
+        os.unlink(path)
+    finally:
+        os.close(fd)

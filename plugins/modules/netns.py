@@ -16,9 +16,14 @@ description:
   - Adopts the namespace of a running process (O(pid)), as the Mesos C(network/port_mapping) isolator does
     for a container, and keeps symlinks to the handle (Mesos keeps C(/var/run/mesos/netns/<container-id>)).
   - With O(state=reconciled), recovers a symlink directory after a crash, as Mesos does on agent restart
-    it removes symlinks whose handle is gone and handles no symlink points to, and reports what it removed.
-  - A handle exists when the path is a live namespace bind mount; the name is compared exactly (no substring
-    match). Check mode reports a change only when a real run would make one.
+    it removes symlinks whose handle is gone and handles no symlink points to, and reports what it removed
+    and what it left alone.
+  - A handle exists when the path is a live network namespace bind mount; the name is compared exactly (no
+    substring match). Check mode reports a change only when a real run would make one.
+  - It destroys only what it owns. A path in O(netns_dir) is replaced or removed only when it is a network
+    namespace mount or an empty regular file that is no mount point (what a crashed C(ip netns add) leaves);
+    a symlink only when it points at a namespace handle or at a dead handle in O(netns_dir). Anything else
+    fails the task naming the option and the path, and nothing is changed.
   - Needs root (CAP_SYS_ADMIN) on the managed host; uses only the Python standard library.
 author:
   - hostnet.isolation contributors (@hostnet)
@@ -40,6 +45,7 @@ options:
   netns_dir:
     description:
       - Directory that holds the handles. C(ip netns) uses C(/var/run/netns).
+      - An absolute path without C(..); not C(/) nor inside C(/proc), C(/sys) or C(/dev).
       - Made a shared mount point on first use, as C(ip netns add) does, so handles propagate to mount
         namespaces created later.
     type: path
@@ -52,9 +58,10 @@ options:
     type: int
   symlinks:
     description:
-      - Absolute paths of symlinks that must point at the handle. Missing parent directories are created.
-      - An existing symlink pointing elsewhere is replaced atomically; an existing file that is not a symlink
-        is an error.
+      - Absolute paths (without C(..)) of symlinks that must point at the handle. Missing parent directories
+        are created.
+      - An existing symlink pointing at another namespace handle, or at a missing or empty handle in
+        O(netns_dir), is replaced atomically; any other existing symlink or file is an error.
       - With O(state=absent), those of them that point at the handle are removed.
     type: list
     elements: path
@@ -62,12 +69,18 @@ options:
   symlink_dir:
     description:
       - With O(state=reconciled), the directory of managed symlinks (Mesos uses C(/var/run/mesos/netns)).
-      - Symlinks in it whose target is not a live namespace handle are removed.
+      - Symlinks in it that point into O(netns_dir) at a handle that is missing or an empty file are removed.
+        Everything else in it (live links, links elsewhere, files, directories) is left alone and reported in
+        RV(left_alone).
+      - An absolute path without C(..); not C(/) nor inside C(/proc), C(/sys) or C(/dev); not O(netns_dir).
     type: path
   handle_pattern:
     description:
       - With O(state=reconciled), handles in O(netns_dir) whose name matches this regular expression and that
-        no symlink in O(symlink_dir) points to are removed as orphans.
+        no symlink in O(symlink_dir) points to are removed as orphans, if their namespace has no process in it
+        (an empty file left by a crashed C(ip netns add) is removed as well).
+      - Matching entries that are no namespace handle (files, symlinks, directories, other mounts) or whose
+        namespace is in use are left alone and reported in RV(left_alone); other mounts are never unmounted.
       - The default matches the pid-named handles Mesos creates; handles of other tools are left alone.
     type: str
     default: '^[0-9]+$'
@@ -115,9 +128,9 @@ EXAMPLES = r"""
     symlink_dir: /var/run/mesos/netns
   register: recovery
 
-- name: Show what recovery removed
+- name: Show what recovery removed, and what it found but left alone
   ansible.builtin.debug:
-    var: recovery.removed
+    msg: "removed {{ recovery.removed }}, left alone {{ recovery.left_alone }}"
 
 - name: Remove the namespace and its symlink
   hostnet.isolation.netns:
@@ -166,6 +179,14 @@ removed:
   type: list
   elements: str
   sample: ["/var/run/mesos/netns/old-container", "/var/run/netns/31337"]
+left_alone:
+  description: What O(state=reconciled) found in O(symlink_dir) or, matching O(handle_pattern), in O(netns_dir)
+    but did not remove because it is not ours or still in use, each with the reason.
+  returned: when O(state=reconciled)
+  type: list
+  elements: dict
+  sample: [{"path": "/var/run/netns/4242", "reason": "its namespace is in use by pid 4242"},
+           {"path": "/var/run/mesos/netns/notes", "reason": "not a symlink (a non-empty regular file)"}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -208,6 +229,7 @@ def main():
         result["diff"] = dict(before=plan["before"], after=after)
     if spec.state == "reconciled":
         result["removed"] = [a["path"] for a in plan["actions"]]
+        result["left_alone"] = plan["left_alone"]
     else:
         result["netns"] = dict(name=spec.name, path=spec.handle, exists=after["live"],
                                namespace_inode=after["namespace_inode"], symlinks=after["symlinks"])

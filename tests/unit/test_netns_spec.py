@@ -21,6 +21,14 @@ from module_utils.netns import NetnsSpec
     ({"state": "reconciled", "symlink_dir": "/m", "name": "x"}, "name"),
     ({"state": "reconciled", "symlink_dir": "/m", "handle_pattern": "("}, "handle_pattern"),
     ({"name": "x", "keep": ["y"]}, "keep"),
+    ({"name": "x", "netns_dir": "/"}, "netns_dir"),
+    ({"name": "x", "netns_dir": "//proc/1"}, "netns_dir"),
+    ({"name": "x", "netns_dir": "/sys/fs"}, "netns_dir"),
+    ({"name": "x", "netns_dir": "/dev"}, "netns_dir"),
+    ({"name": "x", "netns_dir": "/run/netns/../../etc"}, "netns_dir"),
+    ({"name": "x", "symlinks": ["/run/a/../b"]}, "symlinks[0]"),
+    ({"state": "reconciled", "symlink_dir": "/proc/self"}, "symlink_dir"),
+    ({"state": "reconciled", "symlink_dir": "/"}, "symlink_dir"),
 ])
 def test_bad_specs_name_their_field(kwargs, field):
     with pytest.raises(ValidationError) as err:
@@ -31,3 +39,13 @@ def test_bad_specs_name_their_field(kwargs, field):
 def test_paths_are_normalised():
     spec = NetnsSpec(name="web", netns_dir="/var/run/netns/", symlinks=["/var/run/mesos//netns/c1"])
     assert spec.handle == "/var/run/netns/web" and spec.symlinks == ["/var/run/mesos/netns/c1"]
+
+
+def test_a_directory_merely_named_like_a_kernel_one_is_fine():
+    assert NetnsSpec(name="x", netns_dir="/devices/netns").handle == "/devices/netns/x"
+
+
+def test_validation_reads_nothing_from_the_host():
+    # it runs on the controller too; whether the pid or the paths exist is checked when planning
+    spec = NetnsSpec(name="x", pid=2 ** 22 + 1, symlinks=["/etc/passwd"])
+    assert spec.pid == 2 ** 22 + 1 and spec.symlinks == ["/etc/passwd"]

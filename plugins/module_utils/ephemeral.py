@@ -8,25 +8,26 @@ the replies can be redirected to it by port. Ranges never overlap the agent's po
 below 1024, the host's own ``ip_local_port_range`` or another container's range.
 
 Allocations live in a JSON state file (under /run by default: they outlive restarts of whatever
-calls us, not a reboot, which also ends every container), written atomically under a lock.
+calls us, not a reboot, which also ends every container), written atomically under a lock. Both
+live where only root can write (see rundir): whoever can write them decides our allocations.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import errno
-import fcntl
 import json
 import os
 import tempfile
 
-from . import nsutil, portranges
+from . import nsutil, portranges, rundir
 from .errors import ValidationError
 
-DEFAULT_STATE_FILE = "/run/hostnet/ephemeral-ports.json"
+DEFAULT_STATE_FILE = os.path.join(rundir.RUN_DIR, "ephemeral-ports.json")
 SYSCTL = "/proc/sys/net/ipv4/ip_local_port_range"
-LOCK_DIR = "/run/lock"
+LOCK_NAME = "ephemeral-ports.lock"
 
 
 def _power_of_two(field, value, low=8, high=32768):
@@ -102,45 +103,46 @@ def write_sysctl(netns, pair):
 
 
 class StateFile:
-    """The allocations, {container: [first, last]}, read and written under an exclusive lock."""
+    """The allocations, {container: [first, last]}, read and written under an exclusive lock.
 
-    def __init__(self, path):
+    Check mode only reads, without the lock (writes are atomic renames), so it creates nothing.
+    """
+
+    def __init__(self, path, lock=True):
         self.path = path
-        self.lock_fd = None
+        self.lock = rundir.locked(LOCK_NAME) if lock else contextlib.nullcontext()
 
     def __enter__(self):
-        # the lock lives beside the port mapper's, so a rejected or check-mode run leaves no file behind
-        lock_dir = LOCK_DIR if os.path.isdir(LOCK_DIR) else os.path.dirname(self.path)
-        if not os.path.isdir(lock_dir):
-            os.makedirs(lock_dir, 0o755)
-        self.lock_fd = os.open(os.path.join(lock_dir, "hostnet-ephemeral-ports.lock"),
-                               os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        self.lock.__enter__()
         return self
 
     def __exit__(self, *exc):
-        os.close(self.lock_fd)
+        return self.lock.__exit__(*exc)
 
     def read(self):
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            return {}
+        rundir.private_dir(directory, "state_file")
         try:
-            with open(self.path) as f:
-                data = json.load(f)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except (OSError, IOError) as exc:
             if exc.errno == errno.ENOENT:
                 return {}
             raise
+        try:
+            with os.fdopen(fd) as f:
+                data = json.load(f)
         except ValueError as exc:
             raise ValidationError("state_file", "%s is not valid JSON (%s); move it away to start afresh"
                                   % (self.path, exc))
         allocations = data.get("allocations", {}) if isinstance(data, dict) else None
         if not isinstance(allocations, dict):
             raise ValidationError("state_file", "%s has no allocations map" % self.path)
-        return dict((k, tuple(v)) for k, v in allocations.items())
+        return _checked(self.path, allocations)
 
     def write(self, allocations):
-        directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
+        directory = rundir.private_dir(os.path.dirname(self.path), "state_file")
         fd, tmp = tempfile.mkstemp(prefix=".ephemeral-", dir=directory)
         try:
             with os.fdopen(fd, "w") as f:
@@ -152,6 +154,37 @@ class StateFile:
         except BaseException:
             os.unlink(tmp)
             raise
+
+
+def _checked(path, allocations):
+    """The allocations as the allocator makes them, or an error naming the file and the entry.
+
+    A range the allocator could not have made (out of 1-65535, not aligned, overlapping another)
+    would silently block or steal ports, so it is refused before anything changes.
+    """
+    def bad(name, why):
+        raise ValidationError("state_file", "%s: allocations[%s] %s; fix or remove that entry (or move the file "
+                                            "away to start afresh)" % (path, json.dumps(name)[:300], why))
+
+    out = {}
+    for name, pair in allocations.items():
+        if not name.strip() or len(name) > 255:
+            bad(name, "is not a container id (1-255 characters)")
+        if (not isinstance(pair, list) or len(pair) != 2
+                or any(isinstance(p, bool) or not isinstance(p, int) for p in pair)):
+            bad(name, "= %s is not a [first, last] pair of ports" % json.dumps(pair)[:100])
+        first, last = pair
+        count = last - first + 1
+        if not 1 <= first <= last <= 65535:
+            bad(name, "= %s is not a range inside 1-65535" % json.dumps(pair))
+        if count & (count - 1) or first % count:
+            bad(name, "= %s is not an aligned power-of-two block" % json.dumps(pair))
+        out[name] = (first, last)
+    taken = sorted((pair, name) for name, pair in out.items())
+    for (pair, name), (other, other_name) in zip(taken, taken[1:]):
+        if other[0] <= pair[1]:
+            bad(other_name, "= [%d, %d] overlaps container %s's range" % (other + (name,)))
+    return out
 
 
 def _fmt(pair):
@@ -196,7 +229,7 @@ def _why(spec, pair, allocations, host_range):
 
 
 def converge(spec, check_mode=False):
-    with StateFile(spec.state_file) as state:
+    with StateFile(spec.state_file, lock=not check_mode) as state:
         allocations = state.read()
         current = allocations.get(spec.container)
         changes = []

@@ -12,17 +12,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import fcntl
 import os
 import re
 import time
 
+from . import rundir
 from .errors import ApplyError, ValidationError
 from .portmap import CHAIN_MAX, compact, desired_state, diff_entries, mapping_line, stale_udp_keys, NetworkState
 from .portmap_nft import NftablesBackend, table_name
 
 _IPTABLES_NFT_TABLES = ("filter", "nat", "mangle", "raw", "security")
-LOCK_PATH = "/run/lock/hostnet-port-mapper.lock"
+LOCK_PATH = os.path.join(rundir.RUN_DIR, "port-mapper.lock")  # not /run/lock: anyone may create files there
 _IPPROTO_UDP = 17
 
 
@@ -82,13 +82,8 @@ def choose_backend(spec):
 @contextlib.contextmanager
 def _locked():
     """One writer at a time on this host (module runs and CNI calls): each reads, plans, then writes."""
-    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with rundir.locked(os.path.basename(LOCK_PATH), os.path.dirname(LOCK_PATH)):
         yield
-    finally:
-        os.close(fd)
 
 
 def add_container_fast(spec):

@@ -24,7 +24,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import math
 import re
+from fractions import Fraction
 
 from . import capabilities, netlink, nsutil, validate
 from .errors import ApplyError, ValidationError
@@ -56,17 +58,18 @@ _NUMBER_UNIT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)\Z")
 
 
 def _number_with_unit(field, value, units, what, example):
+    """(number, unit) with the number as an exact Fraction: a float would overflow to inf on 400 digits."""
     if isinstance(value, bool) or value is None:
         raise ValidationError(field, "%r is not a %s like %s" % (value, what, example))
-    if isinstance(value, int):
-        number, unit = value, ""
-    elif isinstance(value, float):
-        number, unit = value, ""
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(field, "%r is not a %s like %s" % (value, what, example))
+        number, unit = Fraction(value), ""
     else:
         match = _NUMBER_UNIT.match(str(value).strip())
         if not match:
             raise ValidationError(field, "%r is not a %s like %s" % (value, what, example))
-        number, unit = float(match.group(1)), match.group(2).lower()
+        number, unit = Fraction(match.group(1)), match.group(2).lower()
         if unit and unit not in units:
             raise ValidationError(field, "%r: unknown unit %r (use one of %s)"
                                   % (value, match.group(2), ", ".join(sorted(units, key=lambda u: (units[u], u)))))
@@ -78,7 +81,7 @@ def _number_with_unit(field, value, units, what, example):
 def parse_rate(field, value):
     """Bytes per second from ``10mbit``, ``1.5gbit``, ``125kbps`` or a number of bytes per second."""
     number, unit = _number_with_unit(field, value, _RATE_BITS, "rate", "10mbit, 1.5gbit or 1250000 (bytes/s)")
-    rate = int(round(number * _RATE_BITS[unit] / 8.0)) if unit else int(round(number))
+    rate = round(number * _RATE_BITS[unit] / 8) if unit else round(number)
     if rate < 1:
         raise ValidationError(field, "%r is below one byte per second" % (value,))
     if rate > MAX_RATE:
@@ -90,7 +93,7 @@ def parse_rate(field, value):
 def parse_size(field, value):
     """Bytes from ``32kb``, ``1500`` or ``1m`` (k, m, g are binary, as in tc)."""
     number, unit = _number_with_unit(field, value, _SIZE_BYTES, "size", "32kb or 15140 (bytes)")
-    size = int(round(number * _SIZE_BYTES[unit])) if unit else int(round(number))
+    size = round(number * _SIZE_BYTES[unit]) if unit else round(number)
     if size < 1 or size > MAX_RATE:
         raise ValidationError(field, "%r is not between 1 byte and 4 GiB" % (value,))
     return size
@@ -99,7 +102,7 @@ def parse_size(field, value):
 def parse_time(field, value):
     """Microseconds from ``5ms``, ``100us``, ``1s`` or a number of microseconds."""
     number, unit = _number_with_unit(field, value, _TIME_USEC, "time", "5ms or 100us")
-    usec = int(round(number * _TIME_USEC[unit])) if unit else int(round(number))
+    usec = round(number * _TIME_USEC[unit]) if unit else round(number)
     if usec < 1 or usec > MAX_RATE:
         raise ValidationError(field, "%r is not between 1us and 4294s" % (value,))
     return usec
@@ -210,9 +213,11 @@ class QdiscSpec:
         elif rate_per_cpu is not None:
             if cpus is None:
                 raise ValidationError("cpus", "required with rate_per_cpu (the container's CPU share)")
-            if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
+            if (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0
+                    or isinstance(cpus, float) and not math.isfinite(cpus)):
                 raise ValidationError("cpus", "%r is not a positive number of CPUs" % (cpus,))
-            value = int(round(parse_rate("rate_per_cpu", rate_per_cpu) * cpus))
+            # exact: a float product of a huge cpus overflows to inf before the range check below
+            value = round(parse_rate("rate_per_cpu", rate_per_cpu) * Fraction(cpus))
         else:
             raise ValidationError("rate", "required (or rate_per_cpu with cpus)")
         low = parse_rate("min_rate", min_rate) if min_rate is not None else None

@@ -70,6 +70,11 @@ options:
     description:
       - Where allocations are kept. The default lives under C(/run), so allocations survive reruns and daemon
         restarts but not a reboot (which also ends every container).
+      - Its directory must be one only root can change (owned by root, not a symlink, no group or other write,
+        and so its parents, unless sticky); a missing one is created with mode 0700. Anything else is refused,
+        naming the directory, as is a file with an entry the module could not have written (a range outside
+        1-65535, not an aligned power-of-two block, or overlapping another).
+      - Runs take turns through the lock C(/run/hostnet/ephemeral-ports.lock).
     type: path
     default: /run/hostnet/ephemeral-ports.json
 extends_documentation_fragment:

@@ -134,3 +134,41 @@ def test_a_bad_policy_fails_before_the_host_changes(box, mutate, field):
     message = " ".join(failures(results))
     assert field in message, message
     assert_same(before, box.snapshot(), "host after a refused policy")
+
+
+def test_what_a_failed_run_created_is_removed_by_a_later_run(box):
+    """The record lists what a run is about to own before it creates anything (issue #17)."""
+    failing = copy.deepcopy(POLICY)
+    failing["namespaces"].append({"name": "extra"})
+    failing["veths"].append({"name": "veth-extra", "peer": "eth0", "peer_netns": "extra", "master": "no-such-br"})
+    rc, _stats, results = converge(box, failing)
+    assert rc != 0
+    assert [r["_task"].split(" : ")[-1] for r in results if r.get("failed")] == ["Veth pairs"], failures(results)
+    assert "extra" in box.sh("ip netns list").stdout.split()     # created before the veth step failed
+    rc, _stats, results = converge(box, POLICY)
+    assert rc == 0, failures(results)
+    assert box.sh("ip netns list | cut -d' ' -f1 | sort").stdout.split() == ["api", "web"]
+    assert box.sh("stat -c %a /run/hostnet/host_network.json /run/hostnet").stdout.split() == ["600", "700"]
+    rc, stats, _results = converge(box, POLICY)
+    assert rc == 0 and stats["changed"] == 0
+
+
+@pytest.mark.parametrize("damage", ["truncate -s 40", "truncate -s 0", "echo '[1, 2]' >"])
+def test_a_damaged_record_stops_the_run_naming_it_and_moving_it_away_recovers(box, damage):
+    rc, _stats, results = converge(box, POLICY)
+    assert rc == 0, failures(results)
+    box.sh("%s /run/hostnet/host_network.json" % damage)
+    smaller = copy.deepcopy(POLICY)
+    smaller["port_mappers"] = []
+    before = box.snapshot()
+    rc, _stats, results = converge(box, smaller)
+    assert rc != 0
+    message = " ".join(failures(results))
+    assert "host_network_record: /run/hostnet/host_network.json is not a record this role can read" in message
+    assert "Nothing was changed" in message and "move the file away" in message, message
+    assert_same(before, box.snapshot(), "a run with a damaged record")
+    box.sh("rm /run/hostnet/host_network.json")  # the way out the message names
+    rc, _stats, results = converge(box, smaller)
+    assert rc == 0, failures(results)
+    # what the damaged record listed stays: the port mapper network is not removed on its word
+    assert "hostnet-pm-hn-test" in box.sh("nft list tables").stdout

@@ -152,6 +152,11 @@ BAD = [
     ({"device": "va", "netns": "a", "kind": "htb", "rate_per_cpu": "1mbit"}, "cpus", None),
     ({"device": "va", "netns": "a", "kind": "pfifo", "flows": 3}, "flows", "does not apply"),
     ({"device": "a-device-name-too-long", "kind": "ingress"}, "device", "at most 15"),
+    # numbers a float cannot hold: an error naming the field, not a traceback
+    ({"device": "va", "netns": "a", "kind": "htb", "rate": "1" + "0" * 400 + "mbit"}, "rate", "above the largest"),
+    ({"device": "va", "netns": "a", "kind": "tbf", "rate": "1mbit", "burst": "1" + "0" * 400 + "kb"}, "burst", None),
+    ({"device": "va", "netns": "a", "kind": "htb", "rate_per_cpu": "1mbit", "cpus": "nan"}, "cpus", "not a positive"),
+    ({"device": "va", "netns": "a", "kind": "htb", "rate_per_cpu": "1mbit", "cpus": "inf"}, "cpus", "not a positive"),
 ]
 
 

@@ -165,3 +165,41 @@ def test_missing_fq_codel_is_named_and_the_graft_is_undone(monkeypatch):
 
 def test_pfifo_limit_is_always_sent():
     assert tc.qdisc_kwargs("pfifo", tc.QdiscSpec("lo", kind="pfifo").options) == {"limit": 1000}
+
+
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize("parse,field,unit", [(tc.parse_rate, "rate", "mbit"), (tc.parse_size, "burst", "kb"),
+                                              (tc.parse_time, "latency", "ms")], ids=["rate", "size", "time"])
+@pytest.mark.parametrize("value", [HUGE, HUGE + ".5", HUGE + "{unit}", int(HUGE), 1e308, float("inf"),
+                                   float("nan")], ids=["digits", "fraction", "unit", "int", "1e308", "inf", "nan"])
+def test_out_of_range_numbers_name_the_field(parse, field, unit, value):
+    """No OverflowError or ValueError escapes a parser: the field is named."""
+    if isinstance(value, str):
+        value = value.format(unit=unit)
+    with pytest.raises(ValidationError) as err:
+        parse(field, value)
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(kind="htb", rate=HUGE + "mbit"), "rate"),
+    (dict(kind="htb", rate="10mbit", ceil=HUGE + "mbit"), "ceil"),
+    (dict(kind="htb", rate="10mbit", burst=HUGE + "kb"), "burst"),
+    (dict(kind="htb", rate="10mbit", cburst=HUGE), "cburst"),
+    (dict(kind="tbf", rate="10mbit", latency=HUGE + "ms"), "latency"),
+    (dict(kind="fq_codel", target=HUGE + "us"), "target"),
+    (dict(kind="fq_codel", interval=float("inf")), "interval"),
+    (dict(kind="tbf", rate_per_cpu="1mbit", cpus=float("nan")), "cpus"),
+    (dict(kind="tbf", rate_per_cpu="1mbit", cpus=float("inf")), "cpus"),
+    (dict(kind="tbf", rate_per_cpu="1mbit", cpus=1e308), "rate_per_cpu"),
+    (dict(kind="tbf", rate_per_cpu="1mbit", cpus=10 ** 400), "rate_per_cpu"),
+    (dict(kind="tbf", rate="1mbit", min_rate=HUGE + "gbit"), "min_rate"),
+    (dict(kind="tbf", rate="1mbit", max_rate=float("nan")), "max_rate"),
+    (dict(kind="pfifo", limit=10 ** 400), "limit"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_hostile_numbers_in_a_spec_are_validation_errors(kwargs, field):
+    with pytest.raises(ValidationError) as err:
+        tc.QdiscSpec("lo", **kwargs)
+    assert err.value.field == field, err.value

@@ -196,7 +196,9 @@ def _converge(spec):
     try:
         return converge_port_mapper(spec)
     except ValidationError as exc:
-        raise CniError(E_PORT_CONFLICT, "port mapping refused: %s" % exc) from None
+        # a taken port is a conflict; a chain of another owner is the configuration; an unsafe run directory the host
+        code = {"mappings": E_PORT_CONFLICT, "run_dir": E_IO}.get(exc.field.split("[")[0], E_INVALID_CONFIG)
+        raise CniError(code, "port mapping refused: %s" % exc) from None
     except (ApplyError, OSError) as exc:
         raise CniError(E_APPLY, "port mapping failed: %s" % exc) from None
 

@@ -142,6 +142,9 @@ attributes:
     support: full
 notes:
   - The rules apply in the network namespace the module runs in (the host's).
+  - On iptables, IPv4 and IPv6 are two transactions (iptables has none across families). A failure of the
+    second puts the first back; a run killed between them leaves the IPv6 rules one version behind until the
+    next run, which converges both. The nftables backend holds both families in one table and one transaction.
 seealso:
   - module: hostnet.isolation.veth
 """

@@ -15,7 +15,10 @@ import time
 
 import pytest
 
-from test_ports_watcher import CGROOT, WATCHER, _wait, alive, cg, events, start  # noqa: F401 (cg is a fixture)
+import test_ports_watcher
+from test_ports_watcher import CGROOT, WATCHER, _wait, alive, events, start
+
+cg = test_ports_watcher.cg  # the fixture: test cgroups under the machine's cgroup2 mount, removed afterwards
 
 LIMIT = ["prlimit", "--as=1073741824", "--"]
 POLICY_DIR = "/run/watcher/policy.d"
@@ -69,8 +72,8 @@ def world(host, cg):
     web = cg.make("root/apps/web")
     path = config(host, cg.make("root"))
     write(host, "web.json", json.dumps({"name": "web", "cgroup": "apps/web", "ports": "31001"}))
-    web_proc, _ = start(host, web, "tcp/31001")
-    other_proc, _ = start(host, cg.make("root/other"), "tcp/31500")
+    web_proc, _out = start(host, web, "tcp/31001")
+    other_proc, _out = start(host, cg.make("root/other"), "tcp/31500")
     report = once(host, path)  # the setup is seen as meant: web runs on its port, no violation
     assert report["tasks"]["web"]["listening"] == ["tcp/31001"] and report["violations"] == {}, report
     host.sh("rm -f /run/watcher/events.jsonl")
@@ -199,7 +202,7 @@ def test_a_cgroup_with_nul_is_refused_and_the_daemon_keeps_enforcing(host, cg):
         time.sleep(1.0)
         write(host, "nul.json", json.dumps({"name": "n", "cgroup": "t\u0000x", "ports": "31000"}))
         _wait(lambda: rejected(host) or daemon.poll() is not None)
-        violator, _ = start(host, t, "tcp/31444")
+        violator, _out = start(host, t, "tcp/31444")
         _wait(lambda: not alive(violator.pid) or daemon.poll() is not None)
         assert daemon.poll() is None and not alive(violator.pid)
     finally:
@@ -241,7 +244,7 @@ def test_a_policy_file_rewritten_in_place_never_gets_a_legitimate_task_killed(ho
     t = cg.make("root/t")
     path = config(host, cg.make("root"))
     write(host, "t.yml", "name: t\ncgroup: t\nports: 31000,31444")
-    task, _ = start(host, t, "tcp/31444")
+    task, _out = start(host, t, "tcp/31444")
     daemon = daemon_in(host, cg, "root/watcher", path)
     try:
         time.sleep(1.0)

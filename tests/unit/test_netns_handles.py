@@ -14,8 +14,8 @@ from module_utils import nsutil
     (lambda p: open(p, "w").close(), "placeholder", "an empty regular file"),
     (lambda p: open(p, "w").write("root:x:0:0\n"), "foreign", "a non-empty regular file"),
     (lambda p: os.symlink("/proc/self/ns/net", p), "foreign", "a symlink"),
-    (lambda p: os.mkdir(p), "foreign", "a directory"),
-    (lambda p: os.mkfifo(p), "foreign", "a FIFO"),
+    (os.mkdir, "foreign", "a directory"),
+    (os.mkfifo, "foreign", "a FIFO"),
 ])
 def test_handle_kind(tmp_path, make, kind, what):
     path = str(tmp_path / "h")

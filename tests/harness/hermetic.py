@@ -159,9 +159,12 @@ class HermeticHost:
         """Everything a module could change, as comparable data."""
         self.settle()
         handles = self.sh("ls -1 /run/netns 2>/dev/null || true").stdout.split()
+        # lock files (and the private directory made to hold them) carry no state: a refused task takes the
+        # lock to read the host consistently before it refuses
         files = self.sh(
-            "for d in /run/netns /run/mesos /run/hostnet; do "
-            "[ -d $d ] && find $d -printf '%p %y %l\\n'; done; true").stdout.splitlines()
+            "for d in /run/netns /run/mesos; do [ -d $d ] && find $d -printf '%p %y %l\\n'; done; "
+            "[ -d /run/hostnet ] && find /run/hostnet -mindepth 1 ! -name '*.lock' -printf '%p %y %l\\n'; "
+            "true").stdout.splitlines()
         # and what our state files say (allocations are state a module manages)
         files += self.sh("find /run/hostnet -type f -name '*.json' -exec sh -c 'echo \"$1:\"; cat \"$1\"' _ {} \\;"
                          " 2>/dev/null; true").stdout.splitlines()

@@ -54,6 +54,7 @@ _RATE_BITS = {"bit": 1, "kbit": 10 ** 3, "mbit": 10 ** 6, "gbit": 10 ** 9, "tbit
 _SIZE_BYTES = {"b": 1, "k": 2 ** 10, "kb": 2 ** 10, "kib": 2 ** 10, "m": 2 ** 20, "mb": 2 ** 20, "mib": 2 ** 20,
                "g": 2 ** 30, "gb": 2 ** 30, "gib": 2 ** 30}
 _TIME_USEC = {"us": 1, "usec": 1, "ms": 1000, "msec": 1000, "s": 10 ** 6, "sec": 10 ** 6}
+_MAX_DIGITS = 1000  # far beyond any limit, well below the 4300 digits Python converts
 _NUMBER_UNIT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)\Z")
 
 
@@ -69,6 +70,10 @@ def _number_with_unit(field, value, units, what, example):
         match = _NUMBER_UNIT.match(str(value).strip())
         if not match:
             raise ValidationError(field, "%r is not a %s like %s" % (value, what, example))
+        if len(match.group(1)) > _MAX_DIGITS:
+            # beyond every limit anyway; Python refuses to convert more than 4300 digits (ValueError)
+            raise ValidationError(field, "%s... has %d digits; a %s has at most %d" % (
+                match.group(1)[:20], len(match.group(1)), what, _MAX_DIGITS))
         number, unit = Fraction(match.group(1)), match.group(2).lower()
         if unit and unit not in units:
             raise ValidationError(field, "%r: unknown unit %r (use one of %s)"

@@ -23,7 +23,7 @@ from module_utils import ephemeral, netns, portredirect, tc, veth
 hostile_text = st.one_of(
     st.text(max_size=24),
     st.text(alphabet=st.sampled_from(list("\"'`\\ \t\n\r\x00;#{}[]%:/+*@$.-_09aZ") + ["\u2028", "é"]), max_size=16),
-    st.sampled_from(["1" + "0" * 400 + "mbit", "nan", "inf", "-1", "0", "1e309", "10 lightyears", "(", "[a-",
+    st.sampled_from(["1" + "0" * 400 + "mbit", "9" * 5000 + "kb", "nan", "inf", "-1", "0", "1e309", "10 lightyears", "(", "[a-",
                      "10.246.0.300", "fe80::1%eth0", "10.0.0.1/33", "..", "/", "65536", "1-65535"]),
 )
 huge_int = st.integers(min_value=-2 ** 70, max_value=2 ** 70)

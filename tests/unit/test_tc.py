@@ -173,7 +173,9 @@ HUGE = "1" + "0" * 400
 @pytest.mark.parametrize("parse,field,unit", [(tc.parse_rate, "rate", "mbit"), (tc.parse_size, "burst", "kb"),
                                               (tc.parse_time, "latency", "ms")], ids=["rate", "size", "time"])
 @pytest.mark.parametrize("value", [HUGE, HUGE + ".5", HUGE + "{unit}", int(HUGE), 1e308, float("inf"),
-                                   float("nan")], ids=["digits", "fraction", "unit", "int", "1e308", "inf", "nan"])
+                                   float("nan"), "9" * 5000 + "{unit}", "1." + "9" * 5000 + "{unit}"],
+                         ids=["digits", "fraction", "unit", "int", "1e308", "inf", "nan", "5000-digits",
+                              "5000-decimals"])
 def test_out_of_range_numbers_name_the_field(parse, field, unit, value):
     """No OverflowError or ValueError escapes a parser: the field is named."""
     if isinstance(value, str):

@@ -7,7 +7,9 @@ interface and address, then maps the container's ports with the same backends, t
 conflict rules as the ``port_mapper`` module. Port mappings come from Mesos' network info
 (``args.org.apache.mesos.network_info.port_mappings``) or the standard ``portMappings`` capability
 (``runtimeConfig.portMappings``); without a delegate it chains after another plugin (``prevResult``),
-like CNI's ``portmap``. Errors are CNI error objects on stdout, never a traceback.
+like CNI's ``portmap``. Every CNI version from 0.1.0 (a configuration without ``cniVersion``, as Mesos
+writes it) to 1.1.0; DEL, GC and STATUS work from the network configuration alone (mappings carry their
+container id). Errors are CNI error objects on stdout, in the configuration's version, never a traceback.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,7 +26,9 @@ from .port_mapper import add_container_fast, choose_backend, converge_port_mappe
 from .portmap import PortMapperSpec, compact
 from .validate import NAME_RE, ip_address
 
-SUPPORTED_VERSIONS = ["0.4.0", "1.0.0", "1.1.0"]
+SUPPORTED_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+# A configuration without cniVersion is 0.1.0, as libcni and the plugins' skel read it (Mesos sends none).
+DEFAULT_VERSION = "0.1.0"
 # CNI error codes (spec 1.1): 1-99 are the spec's, 100+ this plugin's
 E_INCOMPATIBLE_VERSION, E_UNSUPPORTED_FIELD, E_UNKNOWN_CONTAINER, E_INVALID_ENV = 1, 2, 3, 4
 E_IO, E_DECODE, E_INVALID_CONFIG, E_NOT_AVAILABLE = 5, 6, 7, 50
@@ -42,13 +46,14 @@ def _version_key(version):
 
 
 def parse_config(text):
+    """The network configuration as a dict; ``cniVersion`` may be absent (0.1.0)."""
     try:
         conf = json.loads(text)
     except ValueError as exc:
         raise CniError(E_DECODE, "network configuration is not JSON: %s" % exc) from None
     if not isinstance(conf, dict):
         raise CniError(E_DECODE, "network configuration must be a JSON object")
-    version = conf.get("cniVersion")
+    version = conf.get("cniVersion", DEFAULT_VERSION)
     if version not in SUPPORTED_VERSIONS:
         raise CniError(E_INCOMPATIBLE_VERSION, "cniVersion %r is not supported" % (version,),
                        "supported: %s" % ", ".join(SUPPORTED_VERSIONS))
@@ -62,10 +67,17 @@ def parse_config(text):
         # a plugin is a file name looked up on CNI_PATH, never a path (libcni refuses the same: CVE-2021-20206)
         raise CniError(E_INVALID_CONFIG, "network configuration: delegate.type %r is not a plugin name (letters, "
                                          "digits and _.-, no '/')" % (delegate["type"],))
-    if delegate is None and conf.get("prevResult") is None:
-        raise CniError(E_INVALID_CONFIG, "network configuration: give a delegate plugin, or chain this plugin "
-                                         "after one (prevResult)")
+    if delegate is not None and delegate.get("cniVersion", version) not in SUPPORTED_VERSIONS:
+        raise CniError(E_INCOMPATIBLE_VERSION, "delegate.cniVersion %r is not supported" % (delegate["cniVersion"],),
+                       "supported: %s" % ", ".join(SUPPORTED_VERSIONS))
+    for key in ("args", "runtimeConfig", "prevResult"):
+        if conf.get(key) is not None and not isinstance(conf[key], dict):
+            raise CniError(E_INVALID_CONFIG, "network configuration: %s must be an object" % key)
     return conf
+
+
+def config_version(conf):
+    return conf.get("cniVersion", DEFAULT_VERSION)
 
 
 def requested_ports(conf):
@@ -102,14 +114,18 @@ def _port(field, item, key):
 
 
 def container_ips(result):
-    """The container's first IPv4 and first IPv6 address from a CNI result."""
+    """The container's first IPv4 and first IPv6 address from a CNI result of any version.
+
+    0.3.0 and later list ``ips``; 0.1.0 and 0.2.0 give ``ip4`` and ``ip6`` objects (what Mesos reads).
+    """
+    result = result if isinstance(result, dict) else {}
+    entries = [e for e in result.get("ips") or [] if isinstance(e, dict)]
+    entries += [dict(address=result[k].get("ip", "")) for k in ("ip4", "ip6") if isinstance(result.get(k), dict)]
     found = {}
-    for entry in (result or {}).get("ips") or []:
-        if not isinstance(entry, dict):
-            continue
+    for entry in entries:
         try:
             ip = ipaddress.ip_interface(entry.get("address", "")).ip
-        except ValueError:
+        except (TypeError, ValueError):
             continue
         found.setdefault(ip.version, str(ip))
     return found
@@ -151,7 +167,15 @@ def _spec(conf, mappings=(), **kwargs):
 
 
 def call_delegate(conf, command, env, prev_result=None):
-    delegate = dict(conf["delegate"], name=conf["name"], cniVersion=conf["cniVersion"])
+    """Run the delegate plugin as mesos-cni-port-mapper does: its own configuration plus the network's
+    ``name`` and ``args`` (Mesos' labels and port mappings, which Calico-style delegates read); the
+    environment (CNI_ARGS included) passes through. Its ``cniVersion`` is its own, else the network's, else
+    none (0.1.0): its result comes back in that version and shape (``ip4``/``ip6`` up to 0.2.0)."""
+    delegate = dict(conf["delegate"], name=conf["name"])
+    if conf.get("args") is not None:
+        delegate["args"] = conf["args"]
+    if "cniVersion" not in delegate and "cniVersion" in conf:
+        delegate["cniVersion"] = conf["cniVersion"]
     if prev_result is not None:
         delegate["prevResult"] = prev_result
     path = None
@@ -173,7 +197,9 @@ def call_delegate(conf, command, env, prev_result=None):
             err = None
         if isinstance(err, dict):
             msg = "delegate %s %s: %s" % (delegate["type"], command, err.get("msg", ""))
-            raise CniError(err.get("code", E_DELEGATE), msg, err.get("details", ""))
+            code = err.get("code")
+            code = code if isinstance(code, int) and not isinstance(code, bool) else E_DELEGATE
+            raise CniError(code, msg, str(err.get("details", "")))
         raise CniError(E_DELEGATE, "delegate %s %s failed (exit %d)" % (delegate["type"], command, proc.returncode),
                        (proc.stderr or proc.stdout).strip()[:1000])
     if not proc.stdout.strip():
@@ -192,26 +218,45 @@ def _add_fast(spec):
         return False  # the usual converge runs next, and reports what is wrong
 
 
+# The core names its inputs as the port_mapper module does; a CNI user wrote these keys instead.
+_CNI_FIELDS = (("network", "name"), ("exclude_devices", "excludeDevices"), ("chain", "chain"))
+
+
+def _cni_words(exc):
+    """A core error in the words of a network configuration: its keys, never an Ansible option."""
+    reason = exc.reason.replace("(remove it first, or use exclusive: true)",
+                                "(a runtime must DEL that container first)")
+    reason = reason.replace("choose another chain", "choose another chain in the network configuration")
+    for ours, theirs in _CNI_FIELDS:
+        if exc.field == ours or exc.field.startswith(ours + "["):
+            return "%s%s: %s" % (theirs, exc.field[len(ours):], reason)
+    return reason
+
+
 def _converge(spec):
     try:
         return converge_port_mapper(spec)
     except ValidationError as exc:
         # a taken port is a conflict; a chain of another owner is the configuration; an unsafe run directory the host
         code = {"mappings": E_PORT_CONFLICT, "run_dir": E_IO}.get(exc.field.split("[")[0], E_INVALID_CONFIG)
-        raise CniError(code, "port mapping refused: %s" % exc) from None
+        raise CniError(code, "port mapping refused: %s" % _cni_words(exc)) from None
     except (ApplyError, OSError) as exc:
-        raise CniError(E_APPLY, "port mapping failed: %s" % exc) from None
+        reason = exc.reason if isinstance(exc, ApplyError) else str(exc)
+        raise CniError(E_APPLY, "port mapping failed: %s" % reason) from None
 
 
 def cmd_add(conf, env):
     container_id = env["CNI_CONTAINERID"]
+    if not conf.get("delegate") and conf.get("prevResult") is None:
+        raise CniError(E_INVALID_CONFIG, "ADD needs the container's address: chain this plugin after one that "
+                                         "creates the interface (prevResult), or give a delegate plugin")
     # Validate everything before the delegate creates anything (the addresses are stand-ins).
     _spec(conf, mappings_for(conf, container_id, {4: "198.51.100.1", 6: "2001:db8::1"}))
     try:
         result = call_delegate(conf, "ADD", env) if conf.get("delegate") else conf["prevResult"]
         if not isinstance(result, dict) or not isinstance(result.get("ips", []), list):
             raise CniError(E_DELEGATE if conf.get("delegate") else E_INVALID_CONFIG,
-                           "the %s is not a CNI result object with an ips list"
+                           "the %s is not a CNI result object"
                            % ("delegate's ADD result" if conf.get("delegate") else "prevResult"))
         mappings = mappings_for(conf, container_id, container_ips(result))
         if mappings:
@@ -225,10 +270,16 @@ def cmd_add(conf, env):
             except CniError:
                 pass
         raise
-    return result
+    return result  # the delegate's result as it gave it, or prevResult passed on
 
 
 def cmd_del(conf, env):
+    """Remove the container's mappings, found by its id alone: no prevResult, CNI_NETNS or address needed.
+
+    Nothing to remove is success, so a repeated DEL or one after a failed ADD succeeds. The delegate's DEL
+    runs after ours, as in mesos-cni-port-mapper: were its address freed first, a new container given that
+    address could receive the old container's traffic.
+    """
     _converge(_spec(conf, state="absent", container_id=env["CNI_CONTAINERID"]))
     if conf.get("delegate"):
         call_delegate(conf, "DEL", env)
@@ -239,7 +290,7 @@ def cmd_check(conf, env):
     container_id = env["CNI_CONTAINERID"]
     prev = conf.get("prevResult")
     if prev is None:
-        raise CniError(E_INVALID_CONFIG, "CHECK needs prevResult")
+        raise CniError(E_INVALID_CONFIG, "CHECK needs prevResult (the result of the container's ADD)")
     expected = _spec(conf, mappings_for(conf, container_id, container_ips(prev))).entries
     backend = choose_backend(_spec(conf, state="absent", container_id=container_id))
     actual = {}
@@ -256,7 +307,11 @@ def cmd_check(conf, env):
 
 
 def cmd_gc(conf, env):
-    valid = set(a.get("containerID") for a in conf.get("cni.dev/valid-attachments") or [])
+    """Remove the mappings of every container of this network that ``cni.dev/valid-attachments`` omits."""
+    attachments = conf.get("cni.dev/valid-attachments") or []
+    if not isinstance(attachments, list) or not all(isinstance(a, dict) for a in attachments):
+        raise CniError(E_INVALID_CONFIG, "cni.dev/valid-attachments must be a list of objects")
+    valid = set(a.get("containerID") for a in attachments)
     backend = choose_backend(_spec(conf, state="absent"))
     for _key, (network, state) in backend.read().items():
         if network == conf["name"]:
@@ -277,26 +332,40 @@ def cmd_status(conf, env):
 
 
 COMMANDS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
+# The first version of the spec with each command; an older configuration gets error 1, as the skel answers.
+SINCE = {"CHECK": (0, 4, 0), "GC": (1, 1, 0), "STATUS": (1, 1, 0)}
+
+
+def _error_version(stdin_text):
+    """The cniVersion of an error object: the configuration's, as far as it can be read."""
+    try:
+        conf = json.loads(stdin_text)
+    except ValueError:
+        return SUPPORTED_VERSIONS[-1]
+    version = conf.get("cniVersion", DEFAULT_VERSION) if isinstance(conf, dict) else DEFAULT_VERSION
+    return version if isinstance(version, str) and len(version) <= 32 else DEFAULT_VERSION
 
 
 def run(env, stdin_text):
     """(exit code, stdout text) for one invocation."""
     command = env.get("CNI_COMMAND")
-    version = "1.1.0"
+    version = SUPPORTED_VERSIONS[-1]
     try:
         if command == "VERSION":
             try:
-                version = json.loads(stdin_text or "{}").get("cniVersion") or version
-            except ValueError:
-                pass
+                asked = json.loads(stdin_text or "{}").get("cniVersion")
+            except (AttributeError, ValueError):
+                asked = None
+            version = asked if isinstance(asked, str) and len(asked) <= 32 else version
             return 0, json.dumps({"cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS})
+        version = _error_version(stdin_text)
         if command not in COMMANDS:
             raise CniError(E_INVALID_ENV, "CNI_COMMAND %r is not one of ADD, DEL, CHECK, GC, STATUS, VERSION"
                            % (command,))
         conf = parse_config(stdin_text)
-        version = conf["cniVersion"]
-        if command in ("GC", "STATUS") and _version_key(version) < (1, 1, 0):
-            raise CniError(E_INCOMPATIBLE_VERSION, "%s needs cniVersion 1.1.0" % command)
+        if command in SINCE and _version_key(config_version(conf)) < SINCE[command]:
+            raise CniError(E_INCOMPATIBLE_VERSION, "%s needs cniVersion %s or later (the configuration has %s)"
+                           % (command, ".".join(str(n) for n in SINCE[command]), config_version(conf)))
         if command in ("ADD", "DEL", "CHECK") and not env.get("CNI_CONTAINERID"):
             raise CniError(E_INVALID_ENV, "CNI_CONTAINERID is required for %s" % command)
         result = COMMANDS[command](conf, env)
@@ -304,7 +373,8 @@ def run(env, stdin_text):
     except CniError as exc:
         return 1, json.dumps({"cniVersion": version, "code": exc.code, "msg": exc.msg, "details": exc.details})
     except HostnetError as exc:
-        return 1, json.dumps({"cniVersion": version, "code": E_INVALID_CONFIG, "msg": str(exc), "details": ""})
+        return 1, json.dumps({"cniVersion": version, "code": E_INVALID_CONFIG, "msg": _cni_words(exc),
+                              "details": ""})
     except Exception as exc:  # pylint: disable=broad-except
         # a plugin must answer with a CNI error object, never a traceback
         return 1, json.dumps({"cniVersion": version, "code": E_IO, "msg": "%s: %s" % (type(exc).__name__, exc),

@@ -42,12 +42,14 @@ def config(version="1.0.0", ports=((8080, 80, "tcp"),), **extra):
     return conf
 
 
-def cni(host, command, conf, container="c1", stdin=None, plugin=PLUGIN, cni_path=CNI_PATH):
-    """(exit code, parsed stdout) of one plugin call inside the hermetic host."""
+def cni(host, command, conf, container="c1", stdin=None, plugin=PLUGIN, cni_path=CNI_PATH, unset=(), **extra):
+    """(exit code, parsed stdout) of one plugin call inside the hermetic host; ``unset`` drops CNI_* variables."""
     env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=container, CNI_NETNS="/var/run/netns/%s" % container,
-               CNI_IFNAME="eth0", CNI_PATH=cni_path)
+               CNI_IFNAME="eth0", CNI_PATH=cni_path, **extra)
     if container is None:
         del env["CNI_CONTAINERID"]
+    for name in unset:
+        del env[name]
     proc = host.run([plugin], check=False, env=env, input=stdin if stdin is not None else json.dumps(conf))
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     return proc.returncode, (json.loads(proc.stdout) if proc.stdout.strip() else None)
@@ -133,17 +135,19 @@ def test_version_and_status():
     env = dict(os.environ, CNI_COMMAND="VERSION")
     out = subprocess.run([PLUGIN], input='{"cniVersion": "1.0.0"}', env=env, stdout=subprocess.PIPE, text=True,
                          check=True).stdout
-    assert json.loads(out) == {"cniVersion": "1.0.0", "supportedVersions": ["0.4.0", "1.0.0", "1.1.0"]}
+    assert json.loads(out) == {"cniVersion": "1.0.0", "supportedVersions": [
+        "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]}
 
 
 @pytest.mark.parametrize("stdin,env_container,code,words", [
-    ('{"cniVersion": "1.0.0", "name": "x", "type": "t"}', "c1", 7, "delegate"),
+    ('{"cniVersion": "1.0.0", "name": "x", "type": "t"}', "c1", 7, "prevResult"),
     (json.dumps(config(delegate={"type": "no-such-plugin"})), "c1", 7, "not found on CNI_PATH"),
     ('{"cniVersion": "1.0.0", "name": ', "c1", 6, "not JSON"),
     (json.dumps(config(ports=((70000, 80, "tcp"),))), "c1", 7,
      "args.org.apache.mesos.network_info.port_mappings[0].host_port"),
     (json.dumps(config(ports=((8080, 80, "icmp"),))), "c1", 7, "protocol"),
-    (json.dumps(config(version="0.1.0")), "c1", 1, "not supported"),
+    (json.dumps(config(version="0.5.0")), "c1", 1, "not supported"),
+    (json.dumps(config(delegate={"type": "bridge", "cniVersion": "2.0.0"})), "c1", 1, "delegate.cniVersion"),
     (json.dumps(config(chain="bad chain")), "c1", 7, "chain"),
     (json.dumps(config(excludeDevices=["a-device-name-16"])), "c1", 7, "excludeDevices[0]"),
     (json.dumps(config()), None, 4, "CNI_CONTAINERID"),
@@ -167,7 +171,7 @@ def test_gc_removes_mappings_of_vanished_containers_and_status(cnihost):
 
     assert cni(host, "ADD", chained("keep", "10.24.0.2", 7001), container="keep")[0] == 0
     assert cni(host, "ADD", chained("gone", "10.24.0.3", 7002), container="gone")[0] == 0
-    gc = {"cniVersion": "1.1.0", "name": "gcnet", "type": "hostnet-cni-port-mapper", "prevResult": {},
+    gc = {"cniVersion": "1.1.0", "name": "gcnet", "type": "hostnet-cni-port-mapper",
           "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}
     assert cni(host, "GC", gc, container=None) == (0, None)
     assert "container_id: keep" in rules(host) and "container_id: gone" not in rules(host)
@@ -354,3 +358,107 @@ def test_a_delegate_result_that_is_not_a_result_is_undone(cnihost):
     assert host.sh("ip -n c1 link show eth0", check=False).returncode != 0  # the delegate's DEL ran
     assert "10.22." not in host.sh("ls /run/cni-ipam/mesos-test 2>/dev/null; true").stdout
     assert "container_id" not in rules(host)
+
+
+# -- as real runtimes call it (issue #14): libcni without a cached result, Mesos with its own configuration ----
+
+def test_del_works_from_the_configuration_alone_and_repeats(cnihost):
+    """libcni sends DEL without prevResult whenever it has no cached result (a failed ADD, a lost cache, a
+    reboot), and without CNI_NETNS once the namespace is gone: the mappings are found by container id."""
+    host = cnihost
+    conf = _chained(ip="10.23.0.9", hostPort=9191, containerPort=91, protocol="udp")
+    assert cni(host, "ADD", conf)[0] == 0
+    assert "10.23.0.9" in rules(host)
+    bare = dict((k, v) for k, v in conf.items() if k != "prevResult")
+    assert cni(host, "DEL", bare, unset=("CNI_NETNS",)) == (0, None)
+    assert "10.23.0.9" not in rules(host)
+    assert cni(host, "DEL", bare, unset=("CNI_NETNS",)) == (0, None)  # nothing there: success, as the spec asks
+    assert cni(host, "DEL", dict(bare, runtimeConfig={}), container="never-added") == (0, None)
+    # the port is free again for another container
+    assert cni(host, "ADD", _chained(ip="10.23.0.10", hostPort=9191), container="c2")[0] == 0
+
+
+def test_del_with_a_delegate_and_no_prev_result_runs_the_delegate_del(cnihost):
+    host = cnihost
+    code, result = cni(host, "ADD", config())
+    assert code == 0, result
+    assert cni(host, "DEL", config(), unset=("CNI_NETNS",)) == (0, None)
+    assert "container_id: c1" not in rules(host)
+    assert "10.22." not in host.sh("ls /run/cni-ipam/mesos-test 2>/dev/null; true").stdout  # lease released
+    assert cni(host, "DEL", config()) == (0, None)
+
+
+def test_gc_and_status_need_no_prev_result(cnihost):
+    host = cnihost
+    conf = dict(_chained(ip="10.23.0.11"), cniVersion="1.1.0")
+    assert cni(host, "ADD", conf, container="gone")[0] == 0
+    gc = dict((k, v) for k, v in conf.items() if k not in ("prevResult", "runtimeConfig"))
+    assert cni(host, "STATUS", gc, container=None) == (0, None)
+    assert cni(host, "GC", dict(gc, **{"cni.dev/valid-attachments": []}), container=None) == (0, None)
+    assert "10.23.0.11" not in rules(host)
+    assert cni(host, "GC", gc, container=None) == (0, None)  # again, nothing there
+
+
+MESOS_DOC_CONFIG = {  # Mesos' port-mapper documentation, as written there (no cniVersion); our type and subnet
+    "name": "port-mapper-test", "type": "hostnet-cni-port-mapper", "excludeDevices": ["mesos-cni9"],
+    "chain": "MESOS-TEST-PORT-MAPPER",
+    "delegate": {"type": "recorder", "bridge": "mesos-cni0", "isGateway": True, "ipMasq": True,
+                 "ipam": {"type": "host-local", "subnet": "192.168.0.0/16", "dataDir": "/run/cni-ipam",
+                          "routes": [{"dst": "0.0.0.0/0"}]}},
+}
+MESOS_ARGS = {"org.apache.mesos": {"network_info": {
+    "name": "port-mapper-test", "labels": {"labels": [{"key": "app", "value": "myapp"}]},
+    "port_mappings": [{"host_port": 8080, "container_port": 80}, {"host_port": 8081, "container_port": 443}]}}}
+# A delegate that records what it was given, then runs Debian's bridge.
+RECORDER = ("mkdir -p /run/rec && printf '#!/bin/sh\\nin=$(cat)\\nprintf %%s \"$in\" > /run/rec/$CNI_COMMAND.json\\n"
+            "printf %%s \"$CNI_ARGS\" > /run/rec/$CNI_COMMAND.args\\nprintf %%s \"$in\" | exec /usr/lib/cni/bridge\\n'"
+            " > /run/rec/recorder && chmod +x /run/rec/recorder")
+
+
+def test_mesos_as_mesos_calls_it(cnihost):
+    """The configuration of Mesos' documentation (no cniVersion), Mesos' args and CNI_ARGS, a real bridge."""
+    host = cnihost
+    host.sh(RECORDER)
+    conf = dict(MESOS_DOC_CONFIG, args=MESOS_ARGS)
+    env = {"CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=web"}
+    code, result = cni(host, "ADD", conf, cni_path="/run/rec:/usr/lib/cni", **env)
+    assert code == 0, result
+    # Mesos reads the address from ip4 (spec.proto NetworkInfo): the result is the delegate's, in 0.1.0's shape
+    assert result["ip4"]["ip"].startswith("192.168."), result
+    assert "ips" not in result
+    assert c1_answers_on_the_mapped_port(host)
+    given = json.loads(host.sh("cat /run/rec/ADD.json").stdout)
+    assert given["args"] == MESOS_ARGS and given["name"] == "port-mapper-test" and "cniVersion" not in given
+    assert host.sh("cat /run/rec/ADD.args").stdout == env["CNI_ARGS"]
+    assert cni(host, "DEL", conf, cni_path="/run/rec:/usr/lib/cni", **env) == (0, None)
+    assert json.loads(host.sh("cat /run/rec/DEL.json").stdout)["args"] == MESOS_ARGS
+    assert "container_id: c1" not in rules(host) and tcp(host, "client", HOST_IP, 8080) == ""
+    assert cni(host, "DEL", conf, cni_path="/run/rec:/usr/lib/cni", **env) == (0, None)
+
+
+@pytest.mark.parametrize("version,shape", [("0.2.0", "ip4"), ("0.3.0", "ips"), ("0.3.1", "ips"), ("0.4.0", "ips")])
+def test_older_versions_map_ports_and_answer_in_their_shape(cnihost, version, shape):
+    host = cnihost
+    code, result = cni(host, "ADD", config(version=version))
+    assert code == 0, result
+    assert result["cniVersion"] == version and shape in result, result
+    assert c1_answers_on_the_mapped_port(host)
+    code, out = cni(host, "CHECK", dict(config(version=version), prevResult=result))
+    if version < "0.4.0":  # CHECK came with 0.4.0: the skel's answer for older configurations
+        assert code == 1 and out["code"] == 1 and out["cniVersion"] == version, out
+    else:
+        assert code == 0, out
+    assert cni(host, "DEL", config(version=version)) == (0, None)
+    assert "container_id: c1" not in rules(host)
+
+
+def test_errors_speak_cni_in_the_configurations_version(cnihost):
+    host = cnihost
+    assert cni(host, "ADD", config(version="0.3.1"))[0] == 0
+    code, out = cni(host, "ADD", config(version="0.3.1"), container="c2")
+    assert code == 1 and out["code"] == 100 and out["cniVersion"] == "0.3.1", out
+    assert "exclusive" not in out["msg"] and "DEL" in out["msg"], out
+    code, out = cni(host, "ADD", dict(MESOS_DOC_CONFIG, chain="bad chain"))
+    assert code == 1 and out["cniVersion"] == "0.1.0" and out["msg"].startswith("chain"), out
+    code, out = cni(host, "ADD", dict(_chained(), name="bad name!"))
+    assert code == 1 and out["code"] == 7 and out["msg"].startswith("name: "), out

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # podman-cni-sandbox.sh: Debian's podman with its CNI network backend, in private namespaces.
 #
 #   podman-cni-sandbox.sh [PLUGIN] -- COMMAND [ARG...]   run COMMAND inside a fresh sandbox

@@ -23,7 +23,6 @@ from .portmap_nft import NftablesBackend, table_name
 
 _IPTABLES_NFT_TABLES = ("filter", "nat", "mangle", "raw", "security")
 LOCK_PATH = os.path.join(rundir.RUN_DIR, "port-mapper.lock")  # not /run/lock: anyone may create files there
-_IPPROTO_UDP = 17
 
 
 def _iptables(variant=None):
@@ -147,29 +146,14 @@ def flush_udp_conntrack(keys):
 
 
 def _flush_family(family, wanted):
-    ports = set(port for _ip, port in wanted)
+    from . import conntrack  # standard library only: no pyroute2 import (and its `platform` probe) on a CNI DEL
     try:
-        from pyroute2 import Conntrack
-        from pyroute2.netlink.exceptions import NetlinkError
-        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
-    except ImportError:
-        return _flush_with_cli(family, ports)
-    if family == 6:  # pyroute2's conntrack dump lists IPv4 entries only (0.7 and 0.9)
-        return _flush_with_cli(family, ports)
-    deleted = 0
-    try:
-        with Conntrack() as ct:
-            for entry in list(ct.dump_entries(tuple_orig=NFCTAttrTuple(proto=_IPPROTO_UDP))):
-                orig = entry.tuple_orig
-                if orig.dport in ports and ((orig.daddr, orig.dport) in wanted or ("", orig.dport) in wanted):
-                    try:
-                        ct.entry("del", tuple_orig=orig)
-                        deleted += 1
-                    except NetlinkError:
-                        continue  # gone meanwhile
-    except NetlinkError as exc:
-        raise ApplyError("conntrack", "conntrack dump failed: %s" % exc) from None
-    return deleted
+        return conntrack.delete_udp(family, wanted)
+    except OSError as exc:  # no ctnetlink here (nf_conntrack_netlink not loadable): the conntrack command may be
+        try:
+            return _flush_with_cli(family, set(port for _ip, port in wanted))
+        except ApplyError:
+            raise ApplyError("conntrack", "conntrack netlink failed: %s" % exc) from None
 
 
 def _flush_with_cli(family, ports):
@@ -177,7 +161,7 @@ def _flush_with_cli(family, ports):
     import subprocess
     tool = shutil.which("conntrack")
     if not tool:
-        raise ApplyError("conntrack", "neither pyroute2 nor the conntrack command is available")
+        raise ApplyError("conntrack", "the conntrack command is not installed either")
     deleted = 0
     for port in sorted(ports):
         out = subprocess.run([tool, "-D", "-f", "ipv4" if family == 4 else "ipv6", "-p", "udp", "--orig-port-dst",

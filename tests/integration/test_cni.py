@@ -354,3 +354,74 @@ def test_a_delegate_result_that_is_not_a_result_is_undone(cnihost):
     assert host.sh("ip -n c1 link show eth0", check=False).returncode != 0  # the delegate's DEL ran
     assert "10.22." not in host.sh("ls /run/cni-ipam/mesos-test 2>/dev/null; true").stdout
     assert "container_id" not in rules(host)
+
+
+# -- the DEL/ADD hot path (issue #14): UDP mappings cost no subprocess and no heavy import -------------------------
+
+def udp(host, ns, address, port, sport):
+    argv = ["ip", "netns", "exec", ns, "sh", "-c",
+            "echo ping | socat -T1 - UDP:%s:%d,sourceport=%d,reuseaddr" % (address, port, sport)]
+    return host.run(argv, check=False).stdout.strip()
+
+
+def udp_conntrack(host, port):
+    return host.sh("conntrack -L -p udp --orig-port-dst %d 2>/dev/null" % port, check=False).stdout.strip()
+
+
+def test_del_deletes_the_udp_conntrack_entries_so_the_next_container_gets_the_flow(cnihost):
+    host = cnihost
+    ports = ((5353, 53, "udp"),)
+    assert cni(host, "ADD", config(ports=ports), container="c1")[0] == 0
+    host.spawn(["socat", "UDP-RECVFROM:53,fork,reuseaddr", "SYSTEM:echo c1"], netns="c1")
+    answers = [udp(host, "client", HOST_IP, 5353, 40005) for _attempt in range(20)]
+    assert "c1" in answers, answers
+    assert "dport=5353" in udp_conntrack(host, 5353)
+    assert cni(host, "DEL", config(ports=ports), container="c1") == (0, None)
+    assert udp_conntrack(host, 5353) == ""  # the DNAT entry toward c1 went with the mapping
+    # the same client socket (source port) now reaches the next container on that host port, not c1's old address
+    code, result = cni(host, "ADD", config(ports=ports), container="c2")
+    assert code == 0, result
+    host.spawn(["socat", "UDP-RECVFROM:53,fork,reuseaddr", "SYSTEM:echo c2"], netns="c2")
+    answers = [udp(host, "client", HOST_IP, 5353, 40005) for _attempt in range(10)]
+    assert "c2" in answers, answers
+
+
+# Runs the plugin in this Python with an audit hook: every process it starts, and whether pyroute2 or platform
+# (whose probes run `uname -p` and `file -b`) got imported.
+AUDITED = r"""
+import json, runpy, sys
+started = []
+def hook(event, args):
+    if event in ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "os.system"):
+        started.append([event, repr(args)[:200]])
+sys.addaudithook(hook)
+out = sys.stdout
+sys.stdout = sys.stderr
+sys.argv = [sys.argv[1]]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("pyroute2", "platform", "subprocess", "iptc"))
+out.write(json.dumps({"code": code, "started": started, "heavy": heavy}))
+"""
+
+
+def test_add_and_del_with_udp_mappings_start_no_process_and_import_nothing_heavy(cnihost):
+    host = cnihost
+    conf = {"cniVersion": "1.0.0", "name": "hot", "type": "hostnet-cni-port-mapper",
+            "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.27.0.2/24"}, {"address": "fd00:27::2/64"}]},
+            "runtimeConfig": {"portMappings": [{"hostPort": 6053, "containerPort": 53, "protocol": "udp"},
+                                               {"hostPort": 6080, "containerPort": 80, "protocol": "tcp"}]}}
+    # a UDP flow to the port from before: DEL has something to delete
+    host.sh("conntrack -I -p udp -s 192.0.2.2 -d 192.0.2.1 --sport 40006 --dport 6053 -t 60 2>/dev/null")
+    for command in ("ADD", "DEL", "DEL"):
+        env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID="hot1", CNI_NETNS="/var/run/netns/c1",
+                   CNI_IFNAME="eth0", CNI_PATH=CNI_PATH)
+        proc = host.run(["/usr/bin/python3", "-c", AUDITED, PLUGIN], check=False, env=env, input=json.dumps(conf))
+        seen = json.loads(proc.stdout)
+        assert seen == {"code": 0, "started": [], "heavy": []}, (command, seen, proc.stderr)
+        if command == "ADD":
+            assert "container_id: hot1" in rules(host)
+    assert "container_id: hot1" not in rules(host)
+    assert udp_conntrack(host, 6053) == ""

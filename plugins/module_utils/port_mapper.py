@@ -180,15 +180,19 @@ def _lines(state, chains):
     return head + "".join(mapping_line(m) + "\n" for m in compact(state.entries))
 
 
-def converge_port_mapper(spec, check_mode=False):
-    """Plan and (unless check_mode) apply; returns the result dict the front doors report."""
+def converge_port_mapper(spec, check_mode=False, diff=True):
+    """Plan and (unless check_mode) apply; returns the result dict the front doors report.
+
+    ``diff=False`` leaves out the before/after text of the whole network (an empty ``diff``): a caller
+    that never shows it (a CNI DEL) saves ~50 ms with 10,000 mappings on the host.
+    """
     if check_mode:
-        return _converge(spec, check_mode)
+        return _converge(spec, check_mode, diff)
     with _locked():
-        return _converge(spec, check_mode)
+        return _converge(spec, check_mode, diff)
 
 
-def _converge(spec, check_mode):
+def _converge(spec, check_mode, diff=True):
     started = time.time()
     backend = choose_backend(spec)
     if backend.name.startswith("iptables") and len(spec.chain) > CHAIN_MAX:
@@ -248,7 +252,7 @@ def _converge(spec, check_mode):
         "route_localnet": [path for path, _old in sysctls],
         "conntrack_flushed": flushed,
         "stale_chains_removed": stale,
-        "diff": {"before": _lines(before, stale or [own]), "after": _lines(after, [own])},
+        "diff": {"before": _lines(before, stale or [own]), "after": _lines(after, [own])} if diff else {},
         "timings": {"read": round(read_done - started, 4), "plan": round(planned - read_done, 4),
                     "apply": round(finished - planned, 4) if changed and not check_mode else 0},
         "warnings": warnings,

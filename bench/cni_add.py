@@ -172,8 +172,8 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     print("CNI call latency, %d calls per command and row (ms); floor = starting the OS Python with nothing to do"
           % args.adds)
-    print("%9s  %-6s %-24s %8s %8s %7s  %10s %9s" % ("existing", "cmd", "plugin", "p50", "p90", "floor",
-                                                      "vs portmap", "vs floor"))
+    header = ("existing", "cmd", "plugin", "p50", "p90", "floor", "vs portmap", "vs floor")
+    print("%9s  %-6s %-24s %8s %8s %7s  %10s %9s" % header)
     ours_p50 = {}
     for existing in [int(n) for n in args.existing.split(",")]:
         runs = {"ours": measure(PLUGIN, existing, args.adds, workdir),

@@ -1,14 +1,22 @@
 # Copyright: hostnet.isolation contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""CNI ADD latency of hostnet-cni-port-mapper against Debian's CNI `portmap`, in one run.
+"""CNI ADD, CHECK, GC and DEL latency of hostnet-cni-port-mapper against Debian's CNI `portmap`, in one run.
 
     make cni-plugin && .venv/bin/python bench/cni_add.py [--existing 0,1000,10000] [--adds 40]
 
 Both plugins are driven the same way a runtime chains them: CNI_* variables and a configuration
-with ``prevResult`` and ``runtimeConfig.portMappings`` (one TCP mapping per container) on stdin.
-For each count of existing mappings, each plugin gets a fresh hermetic host (its own network
-namespace, never the machine's own) holding that many mappings of other containers, then
-``--adds`` new containers are added one after another and every ADD's wall time is recorded.
+with ``prevResult`` and ``runtimeConfig.portMappings`` (one TCP and one UDP mapping per container,
+as the issue measured DEL) on stdin. For each count of existing mappings, each plugin gets a fresh
+hermetic host (its own network namespace, never the machine's own) holding that many mappings of
+other containers; then ``--adds`` new containers are added one after another, CHECKed, GCed and
+DELeted, and every call's wall time (fork, exec, wait, as a runtime sees it) is recorded.
+
+ADD, CHECK and DEL use cniVersion 1.0.0, the newest Debian's portmap (1.1.1) accepts; GC needs
+1.1.0, which that portmap does not speak, so GC has no peer and is shown against the floor only.
+Each GC lists every container on the host as valid (a GC that removes nothing: the steady state).
+Every DEL carries ``prevResult`` as libcni sends it when it has a cached result. Debian's portmap
+1.1.1 answers every CHECK with an error where ip6tables exists (it looks for the container's IPv4
+rules in the IPv6 table); its CHECK is timed anyway and the row says it failed.
 
 Existing mappings are loaded the quick way, in the state each plugin itself leaves behind: for
 ours through the port_mapper core (the table the plugin's ADDs grow); for portmap as the
@@ -34,34 +42,59 @@ from harness.hermetic import HermeticHost  # noqa: E402  pylint: disable=wrong-i
 PLUGIN = os.path.join(REPO, ".build", "cni", "hostnet-cni-port-mapper")
 PORTMAP = "/usr/lib/cni/portmap"
 FIRST_PORT = 20000
+COMMANDS = ("ADD", "CHECK", "GC", "DEL")
 
-# Runs inside the hermetic host: times each ADD as a runtime sees it (fork, exec, wait).
+# Runs inside the hermetic host: times each call as a runtime sees it (fork, exec, wait).
 DRIVER = textwrap.dedent(r"""
     import json, os, subprocess, sys, time
-    plugin, name, first, count, existing = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    times = []
-    for i in range(count):
-        port = first + i
+    params = json.load(open(sys.argv[1]))
+    plugin, name, first, count = params["plugin"], params["name"], params["first"], params["count"]
+
+    def conf(port, version="1.0.0"):
         ip = "10.%d.%d.%d" % (100 + port // 62500, port // 250 % 250, port % 250 + 2)
-        conf = {"cniVersion": "1.0.0", "name": name, "type": os.path.basename(plugin),
+        return {"cniVersion": version, "name": name, "type": os.path.basename(plugin),
                 "capabilities": {"portMappings": True},
-                "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]},
-                "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
+                "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"},
+                                                   {"hostPort": port, "containerPort": 53, "protocol": "udp"}]},
+                "prevResult": {"cniVersion": version, "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
                                "ips": [{"address": ip + "/8", "interface": 0}]}}
-        env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID="bench%d" % port, CNI_NETNS="/run/netns/x",
+
+    failed = {}
+
+    def call(command, config, cid):
+        env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS="/run/netns/x",
                    CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni")
         start = time.perf_counter()
-        proc = subprocess.run([plugin], input=json.dumps(conf), env=env, stdout=subprocess.PIPE,
+        proc = subprocess.run([plugin], input=json.dumps(config), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-        times.append(time.perf_counter() - start)
+        took = time.perf_counter() - start
         if proc.returncode != 0:
-            sys.exit("ADD %d failed: %s %s" % (port, proc.stdout, proc.stderr))
+            if command != "CHECK" or not params["check_may_fail"]:
+                sys.exit("%s %s failed: %s %s" % (command, cid, proc.stdout, proc.stderr))
+            failed.setdefault(command, (proc.stdout or proc.stderr).strip()[:300])
+        return took
+
+    times = {"ADD": [], "CHECK": [], "GC": [], "DEL": []}
+    ports = range(first, first + count)
+    for port in ports:
+        times["ADD"].append(call("ADD", conf(port), "bench%d" % port))
+    for port in ports:
+        times["CHECK"].append(call("CHECK", conf(port), "bench%d" % port))
+    if params["gc"]:
+        valid = [{"containerID": cid, "ifname": "eth0"} for cid in params["existing_ids"]]
+        valid += [{"containerID": "bench%d" % port, "ifname": "eth0"} for port in ports]
+        gc = {"cniVersion": "1.1.0", "name": name, "type": os.path.basename(plugin),
+              "cni.dev/valid-attachments": valid}
+        for port in ports:
+            times["GC"].append(call("GC", gc, ""))
+    for port in ports:
+        times["DEL"].append(call("DEL", conf(port), "bench%d" % port))
     floor = []
     for _ in range(count):
         start = time.perf_counter()
         subprocess.run(["/usr/bin/python3", "-c", "pass"])
         floor.append(time.perf_counter() - start)
-    print(json.dumps({"times": times, "floor": floor}))
+    print(json.dumps({"times": times, "floor": floor, "failed": failed}))
 """)
 
 PRELOAD_OURS = textwrap.dedent(r"""
@@ -101,15 +134,22 @@ def measure(plugin, existing, adds, workdir):
     host = HermeticHost("hn-bench-cni-%d" % os.getpid()).start()
     try:
         host.sh("mkdir -p /run/netns")
-        if plugin == PLUGIN and existing:
-            host.run(["/usr/bin/python3", "-c", PRELOAD_OURS, os.path.join(REPO, "plugins"), str(existing)])
-        elif existing:
-            host.run(["iptables-restore", "--noflush"], input=portmap_state(existing), text=True)
+        if plugin == PLUGIN:
+            existing_ids = sorted(set("old%d" % (i // 4) for i in range(existing)))
+            if existing:
+                host.run(["/usr/bin/python3", "-c", PRELOAD_OURS, os.path.join(REPO, "plugins"), str(existing)])
+        else:
+            existing_ids = ["old%d" % i for i in range(existing)]
+            if existing:
+                host.run(["iptables-restore", "--noflush"], input=portmap_state(existing), text=True)
+        params = os.path.join(workdir, "params.json")
+        with open(params, "w") as f:
+            json.dump({"plugin": plugin, "name": "bench", "first": FIRST_PORT, "count": adds,
+                       "gc": plugin == PLUGIN, "check_may_fail": plugin == PORTMAP, "existing_ids": existing_ids}, f)
         driver = os.path.join(workdir, "driver.py")
         with open(driver, "w") as f:
             f.write(DRIVER)
-        out = host.run(["/usr/bin/python3", driver, plugin, "bench", str(FIRST_PORT), str(adds), str(existing)],
-                       stdout=subprocess.PIPE, text=True).stdout
+        out = host.run(["/usr/bin/python3", driver, params], stdout=subprocess.PIPE, text=True).stdout
         return json.loads(out)
     finally:
         host.stop()
@@ -129,25 +169,40 @@ def main():
         sys.exit("build the plugin first: make cni-plugin")
     workdir = os.path.join(REPO, ".build", "bench")
     os.makedirs(workdir, exist_ok=True)
-    print("ADD latency, %d ADDs per row (ms); floor = starting the OS Python with nothing to do" % args.adds)
-    print("%9s  %-24s %7s %7s %7s   %s" % ("existing", "plugin", "p50", "p95", "floor", "p50 vs portmap"))
+    print("CNI call latency, %d calls per command and row (ms); floor = starting the OS Python with nothing to do"
+          % args.adds)
+    header = ("existing", "cmd", "plugin", "p50", "p90", "floor", "vs portmap", "vs floor")
+    print("%9s  %-6s %-24s %8s %8s %7s  %10s %9s" % header)
     ours_p50 = {}
     for existing in [int(n) for n in args.existing.split(",")]:
-        row = {}
-        for name, plugin in (("hostnet-cni-port-mapper", PLUGIN), ("portmap (Debian)", PORTMAP)):
-            result = measure(plugin, existing, args.adds, workdir)
-            row[name] = (pct(result["times"], 0.5) * 1000, pct(result["times"], 0.95) * 1000,
-                         statistics.median(result["floor"]) * 1000)
-        for name, (p50, p95, floor) in row.items():
-            ratio = p50 / row["portmap (Debian)"][0]
-            print("%9d  %-24s %7.1f %7.1f %7.1f   %.2fx" % (existing, name, p50, p95, floor, ratio))
-        ours_p50[existing] = row["hostnet-cni-port-mapper"][0]
+        runs = {"ours": measure(PLUGIN, existing, args.adds, workdir),
+                "portmap": measure(PORTMAP, existing, args.adds, workdir)}
+        for command in COMMANDS:
+            figures = {}
+            for who, result in runs.items():
+                if result["times"][command]:
+                    times = result["times"][command]
+                    figures[who] = (pct(times, 0.5) * 1000, pct(times, 0.9) * 1000,
+                                    statistics.median(result["floor"]) * 1000)
+            for who, label in (("ours", "hostnet-cni-port-mapper"), ("portmap", "portmap (Debian)")):
+                if who not in figures:
+                    print("%9d  %-6s %-24s %8s %8s %7s  %10s %9s" % (existing, command, label, "-", "-", "-",
+                                                                     "", "(no %s)" % command))
+                    continue
+                p50, p90, floor = figures[who]
+                peer = "%.2fx" % (p50 / figures["portmap"][0]) if "portmap" in figures else "-"
+                failed = runs[who]["failed"].get(command)
+                print("%9d  %-6s %-24s %8.1f %8.1f %7.1f  %10s %8.2fx%s" % (
+                    existing, command, label, p50, p90, floor, peer, p50 / floor,
+                    "  (answered an error: %s)" % " ".join(failed.split())[:120] if failed else ""))
+            ours_p50[(existing, command)] = figures["ours"][0]
         sys.stdout.flush()
-    counts = sorted(ours_p50)
+    counts = sorted(set(n for n, _c in ours_p50))
     if len(counts) > 1:
-        growth = ours_p50[counts[-1]] / ours_p50[counts[0]] - 1
-        print("hostnet-cni-port-mapper p50 growth from %d to %d existing: %+.0f%%"
-              % (counts[0], counts[-1], growth * 100))
+        for command in COMMANDS:
+            growth = ours_p50[(counts[-1], command)] / ours_p50[(counts[0], command)] - 1
+            print("hostnet-cni-port-mapper %s p50 growth from %d to %d existing: %+.0f%%"
+                  % (command, counts[0], counts[-1], growth * 100))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ author:
 requirements:
   - nftables (libnftables, else the C(nft) command) or iptables (C(iptables-nft-restore) or
     C(iptables-legacy-restore)) on the managed host
-  - pyroute2 for conntrack cleanup (else the C(conntrack) command is used) and for O(localhost)
+  - pyroute2 for O(localhost) (conntrack cleanup talks to the kernel's ctnetlink directly, and uses the
+    C(conntrack) command only where that fails)
   - python-iptables (Debian C(python3-iptables)) on iptables-legacy hosts to apply through libiptc in process;
     without it C(iptables-legacy-restore) is used
 options:

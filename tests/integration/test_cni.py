@@ -462,3 +462,87 @@ def test_errors_speak_cni_in_the_configurations_version(cnihost):
     assert code == 1 and out["cniVersion"] == "0.1.0" and out["msg"].startswith("chain"), out
     code, out = cni(host, "ADD", dict(_chained(), name="bad name!"))
     assert code == 1 and out["code"] == 7 and out["msg"].startswith("name: "), out
+
+
+# -- the DEL/ADD hot path (issue #14): UDP mappings cost no subprocess and no heavy import -------------------------
+
+def udp(host, ns, address, port, sport):
+    argv = ["ip", "netns", "exec", ns, "sh", "-c",
+            "echo ping | socat -T1 - UDP:%s:%d,sourceport=%d,reuseaddr" % (address, port, sport)]
+    return host.run(argv, check=False).stdout.strip()
+
+
+def udp_conntrack(host, port):
+    return host.sh("conntrack -L -p udp --orig-port-dst %d 2>/dev/null" % port, check=False).stdout.strip()
+
+
+def test_del_deletes_the_udp_conntrack_entries_so_the_next_container_gets_the_flow(cnihost):
+    host = cnihost
+    ports = ((5353, 53, "udp"),)
+    assert cni(host, "ADD", config(ports=ports), container="c1")[0] == 0
+    host.spawn(["socat", "UDP-RECVFROM:53,fork,reuseaddr", "SYSTEM:echo c1"], netns="c1")
+    answers = [udp(host, "client", HOST_IP, 5353, 40005) for _attempt in range(20)]
+    assert "c1" in answers, answers
+    assert "dport=5353" in udp_conntrack(host, 5353)
+    assert cni(host, "DEL", config(ports=ports), container="c1") == (0, None)
+    assert udp_conntrack(host, 5353) == ""  # the DNAT entry toward c1 went with the mapping
+    # the same client socket (source port) now reaches the next container on that host port, not c1's old address
+    code, result = cni(host, "ADD", config(ports=ports), container="c2")
+    assert code == 0, result
+    host.spawn(["socat", "UDP-RECVFROM:53,fork,reuseaddr", "SYSTEM:echo c2"], netns="c2")
+    answers = [udp(host, "client", HOST_IP, 5353, 40005) for _attempt in range(10)]
+    assert "c2" in answers, answers
+
+
+# Runs the plugin in this Python with an audit hook: the program of every process it starts, and whether pyroute2
+# (~0.1 s of imports, and its platform probe runs `uname -p` and `file -b`) got imported.
+AUDITED = r"""
+import json, os, runpy, sys
+started = []
+def hook(event, args):
+    if event == "subprocess.Popen":
+        started.append(os.path.basename(str(args[0] or (args[1] if isinstance(args[1], (str, bytes)) else args[1][0]))))
+    elif event in ("os.posix_spawn", "os.exec", "os.system"):
+        started.append("%s %r" % (event, args)[:100])
+sys.addaudithook(hook)
+out = sys.stdout
+sys.stdout = sys.stderr
+sys.argv = [sys.argv[1]]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] == "pyroute2")
+out.write(json.dumps({"code": code, "started": started, "heavy": heavy}))
+"""
+
+
+LEGACY_TOOLS = ["iptables-legacy-save", "ip6tables-legacy-save", "ip6tables-legacy-restore"]
+
+
+# nftables: nothing at all; iptables-legacy: only the backend's own save/restore tools (libiptc does IPv4 in
+# process), never ldconfig, gcc or ld (python-iptables' library lookup) nor uname or file (pyroute2's platform probe)
+@pytest.mark.parametrize("backend,allowed", [("nftables", []), ("iptables-legacy", LEGACY_TOOLS)])
+def test_add_and_del_with_udp_mappings_start_no_process_and_import_nothing_heavy(cnihost, backend, allowed):
+    host = cnihost
+    listing = "nft list ruleset"
+    if backend == "iptables-legacy":
+        host.sh("iptables-legacy -t nat -S >/dev/null")  # legacy tables loaded: the plugin stays on legacy
+        listing = "iptables-legacy-save -t nat"
+    conf = {"cniVersion": "1.0.0", "name": "hot", "type": "hostnet-cni-port-mapper",
+            "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.27.0.2/24"}, {"address": "fd00:27::2/64"}]},
+            "runtimeConfig": {"portMappings": [{"hostPort": 6053, "containerPort": 53, "protocol": "udp"},
+                                               {"hostPort": 6080, "containerPort": 80, "protocol": "tcp"}]}}
+    # a UDP flow to the port from before: DEL has something to delete
+    host.sh("conntrack -I -p udp -s 192.0.2.2 -d 192.0.2.1 --sport 40006 --dport 6053 -t 60 2>/dev/null")
+    for command in ("ADD", "DEL", "DEL"):
+        env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID="hot1", CNI_NETNS="/var/run/netns/c1",
+                   CNI_IFNAME="eth0", CNI_PATH=CNI_PATH)
+        proc = host.run(["/usr/bin/python3", "-c", AUDITED, PLUGIN], check=False, env=env, input=json.dumps(conf))
+        seen = json.loads(proc.stdout)
+        assert seen["code"] == 0 and seen["heavy"] == [], (command, seen, proc.stderr)
+        assert set(seen["started"]) <= set(allowed), (command, seen)
+        if command == "ADD":
+            assert "container_id: hot1" in host.sh(listing).stdout
+    assert "container_id: hot1" not in host.sh(listing).stdout
+    assert udp_conntrack(host, 6053) == ""

@@ -177,6 +177,7 @@ def test_role_switches_a_network_between_modes_and_removes_only_its_own_files(ho
      "cni_port_mapper_networks[0].delegate.type: \"/usr/bin/sh\" is not a plugin name"),
     (mesos_network(file="m.conflist"), "cni_port_mapper_networks[0].file: \"m.conflist\" is a network list name"),
     (chained_network(mode="list"), "mode must be one of: delegate, chained"),
+    (chained_network(cni_version="0.2.0"), "cni_port_mapper_networks[0].cni_version: 0.2.0 has no plugin chaining"),
 ])
 def test_role_refuses_a_bad_chained_network_and_writes_nothing(host, network, words):
     code, _stats, results = play(host, role_vars([network]))

@@ -159,9 +159,10 @@ def test_a_container_reaches_its_neighbour_through_the_host_port(chainhost, kind
 @pytest.mark.parametrize("kind", sorted(PLUGINS))
 def test_masq_all_hides_every_client_address(chainhost, kind):
     host = chainhost
-    with open(PLUGINS[kind], "rb") as f:
-        if b"masqAll" not in f.read():
-            pytest.skip("this portmap predates masqAll (containernetworking-plugins 1.2)")
+    if kind == "portmap":
+        with open(PORTMAP, "rb") as f:
+            if b"masqAll" not in f.read():
+                pytest.skip("this portmap predates masqAll (containernetworking-plugins 1.2; Debian 12 has 1.1.1)")
     result, ip = add(host, kind, "c1", [(8080, 80)], masqAll=True)
     serve(host, "c1")
     assert fetch(host, HOST_IP, 8080, netns="client", attempts=30) == GATEWAY

@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import ipaddress
 import re
+import socket
 
 from .errors import ValidationError
 from .validate import NAME_RE, device_match, ifname, no_zone
@@ -32,7 +33,12 @@ HAIRPIN_SELF = (32, 128)
 
 def hairpin_source(ip, prefix):
     """The source network (text) for a container address and a prefix length: "10.88.0.0/16"."""
-    return str(ipaddress.ip_network("%s/%d" % (ip, prefix), strict=False))
+    family, bits = (socket.AF_INET6, 128) if ":" in ip else (socket.AF_INET, 32)
+    if prefix == bits:
+        return "%s/%d" % (ip, prefix)  # the container itself
+    # socket, not ipaddress: ten times faster, and a whole render computes one per container
+    address = int.from_bytes(socket.inet_pton(family, ip), "big") >> (bits - prefix) << (bits - prefix)
+    return "%s/%d" % (socket.inet_ntop(family, address.to_bytes(bits // 8, "big")), prefix)
 
 
 def marker_options(state):
@@ -215,7 +221,8 @@ class NetworkState:
     def hairpin_sources(self, family):
         """{container ip: the source network whose DNATed traffic to it is masqueraded} of one family."""
         prefix = self.hairpin_prefix[0 if family == 4 else 1]
-        return dict((v[1], hairpin_source(v[1], prefix)) for k, v in self.entries.items() if k[0] == family)
+        return dict((ip, hairpin_source(ip, prefix)) for ip in set(v[1] for k, v in self.entries.items()
+                                                                   if k[0] == family))
 
     def same_as(self, other):
         return (self.exists == other.exists and self.entries == other.entries

@@ -20,7 +20,8 @@ import re
 
 from .errors import ApplyError, ValidationError
 from .nftrun import Nft, list_tables
-from .portmap import MARKER_OPTIONS_RE, PROTOCOLS, NetworkState, marker_options, parse_marker_options
+from .portmap import MARKER_OPTIONS_RE, PROTOCOLS, NetworkState, hairpin_source, marker_options, \
+    parse_marker_options
 
 TABLE_PREFIX = "hostnet-pm-"
 _COMMENT_RE = re.compile(r"^hostnet\.isolation port_mapper network=(\S+) %s$" % MARKER_OPTIONS_RE)
@@ -196,13 +197,14 @@ class NftablesBackend:
                 family, proto, host_ip, port = key
                 lines.append("add element inet %s %s { %s }"
                              % (table, _map_name(family, proto, bool(host_ip)), _map_element(host_ip, port, value)))
+        prefix = after.hairpin_prefix  # the same as before's: the options did not change
         for family in (4, 6):
-            old, new = [state.hairpin_sources(family) for state in (before, after)]
-            for verb, ips in (("delete", set(old) - set(new)), ("add", set(new) - set(old))):
+            old, new = [set(v[1] for k, v in state.entries.items() if k[0] == family) for state in (before, after)]
+            for verb, ips in (("delete", old - new), ("add", new - old)):
                 if ips:
-                    sources = old if verb == "delete" else new
+                    sources = dict((ip, hairpin_source(ip, prefix[0 if family == 4 else 1])) for ip in ips)
                     lines.append("%s element inet %s hairpinnet%d { %s }" % (
-                        verb, table, family, ", ".join(_hairpin_elements(dict((ip, sources[ip]) for ip in ips)))))
+                        verb, table, family, ", ".join(_hairpin_elements(sources))))
                     if family == 4:
                         lines.append("%s element inet %s containers4 { %s }" % (verb, table, ", ".join(sorted(ips))))
         return "\n".join(lines) + "\n"

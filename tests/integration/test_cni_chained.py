@@ -21,6 +21,11 @@ CNI_PATH = "/usr/lib/cni"
 HOST_IP = "192.0.2.1"
 GATEWAY = "10.31.0.1"
 PLUGINS = {"hostnet": OURS, "portmap": PORTMAP}
+# ours on each backend it picks for itself (what the host already uses: seeded here), and portmap (iptables)
+KINDS = {"hostnet-nftables": ("hostnet", ""),
+         "hostnet-iptables-nft": ("hostnet", "nft add table ip nat"),
+         "hostnet-iptables-legacy": ("hostnet", "iptables-legacy -t nat -S >/dev/null"),
+         "portmap": ("portmap", "")}
 
 TOPOLOGY = r"""
 set -e
@@ -35,7 +40,7 @@ ip addr add 192.0.2.1/24 dev hveth-cl && ip link set hveth-cl up
 echo 1 > /proc/sys/net/ipv4/conf/hveth-cl/route_localnet
 ip -n client addr add 192.0.2.2/24 dev eth0 && ip -n client link set eth0 up
 ip -n client route add default via 192.0.2.1
-ip netns add c1 && ip netns add c2
+ip netns add c1 && ip netns add c2 && ip netns add c3
 """
 
 BRIDGE = {"cniVersion": "1.0.0", "name": "chainnet", "type": "bridge", "bridge": "cni0", "isGateway": True,
@@ -96,7 +101,8 @@ def fetch(host, address, port, netns=None, attempts=1):
 
 
 def ruleset(host):
-    return host.sh("nft list ruleset; iptables-nft-save -t nat 2>/dev/null | grep -v '^#'").stdout
+    return host.sh("nft list ruleset; iptables-nft-save -t nat 2>/dev/null | grep -v '^#'; "
+                   "iptables-legacy-save 2>/dev/null | grep -v '^#'; true").stdout
 
 
 def route_localnet(host):
@@ -113,7 +119,22 @@ def chainhost(host):
     return host
 
 
-@pytest.mark.parametrize("kind", sorted(PLUGINS))
+@pytest.fixture(params=sorted(KINDS))
+def kind(request, chainhost):
+    """The plugin in the conflist after bridge; the host's rules seeded so that ours picks the backend named."""
+    plugin, seed = KINDS[request.param]
+    if seed:
+        chainhost.sh(seed)
+    chainhost.kind = request.param
+    return plugin
+
+
+WHERE = {"hostnet-nftables": "nft list table inet hostnet-pm-chainnet",
+         "hostnet-iptables-nft": "iptables-nft-save -t nat | grep -- '-A HN-chainnet '",
+         "hostnet-iptables-legacy": "iptables-legacy-save -t nat | grep -- '-A HN-chainnet '",
+         "portmap": "iptables-save -t nat | grep -- '-A CNI-DN-'"}
+
+
 def test_host_clients_reach_the_container_at_localhost_and_del_removes_every_rule(chainhost, kind):
     host = chainhost
     sysctls_before = route_localnet(host)
@@ -123,7 +144,7 @@ def test_host_clients_reach_the_container_at_localhost_and_del_removes_every_rul
     assert fetch(host, "127.0.0.1", 8080) == GATEWAY
     assert fetch(host, HOST_IP, 8080, netns="client") == "192.0.2.2"  # from outside: the client's own address
     assert route_localnet(host)["cni0"] == "1"
-    assert ip in ruleset(host)
+    assert ip in host.sh(WHERE[host.kind]).stdout  # the backend each kind is meant to use
 
     delete(host, kind, "c1", result, [(8080, 80)])
     assert ip not in ruleset(host) and "8080" not in ruleset(host)
@@ -135,28 +156,37 @@ def test_host_clients_reach_the_container_at_localhost_and_del_removes_every_rul
 
 
 @pytest.mark.parametrize("snat", [True, False], ids=["snat", "no-snat"])
-@pytest.mark.parametrize("kind", sorted(PLUGINS))
 def test_a_container_reaches_its_neighbour_through_the_host_port(chainhost, kind, snat):
     host = chainhost
     keys = {} if snat else {"snat": False}
     c1_result, c1_ip = add(host, kind, "c1", [(8080, 80)], **keys)
-    c2_result, c2_ip = add(host, kind, "c2", **keys)  # no ports: the runtime still runs the whole conflist
+    c2_result, c2_ip = add(host, kind, "c2", [(8081, 80)], **keys)  # ours: the nftables fast path
+    c3_result, c3_ip = add(host, kind, "c3", **keys)  # no ports: the runtime still runs the whole conflist
     serve(host, "c1")
+    serve(host, "c2")
     assert fetch(host, HOST_IP, 8080, netns="client", attempts=30) == "192.0.2.2"
+    assert fetch(host, HOST_IP, 8081, netns="client", attempts=30) == "192.0.2.2"
     if snat:
-        # the reply comes back through the host, so c2 sees the host port it called (portmap does the same)
+        # the reply comes back through the host, so the caller sees the host port it called (as with portmap)
+        assert fetch(host, HOST_IP, 8080, netns="c3", attempts=5) == GATEWAY
         assert fetch(host, HOST_IP, 8080, netns="c2", attempts=5) == GATEWAY
+        assert fetch(host, HOST_IP, 8081, netns="c1", attempts=5) == GATEWAY
         assert fetch(host, HOST_IP, 8080, netns="c1", attempts=5) == GATEWAY  # itself
+        assert fetch(host, "127.0.0.1", 8081) == GATEWAY
     else:
-        # c1 answers c2 straight over the bridge from its own address: c2 drops it, as with portmap
-        assert fetch(host, HOST_IP, 8080, netns="c2", attempts=2) == ""
-    delete(host, kind, "c2", c2_result, **keys)
+        # c1 answers straight over the bridge from its own address: the caller drops it, as with portmap
+        assert fetch(host, HOST_IP, 8080, netns="c3", attempts=2) == ""
+        assert fetch(host, HOST_IP, 8081, netns="c1", attempts=2) == ""
+        assert fetch(host, "127.0.0.1", 8081) == ""
+    delete(host, kind, "c3", c3_result, **keys)
+    delete(host, kind, "c2", c2_result, [(8081, 80)], **keys)
+    assert c2_ip not in ruleset(host) and c1_ip in ruleset(host)
+    assert fetch(host, HOST_IP, 8080, netns="client", attempts=5) == "192.0.2.2"  # c1 keeps its port
     delete(host, kind, "c1", c1_result, [(8080, 80)], **keys)
     rules = ruleset(host)
-    assert c1_ip not in rules and c2_ip not in rules
+    assert c1_ip not in rules and c2_ip not in rules and c3_ip not in rules
 
 
-@pytest.mark.parametrize("kind", sorted(PLUGINS))
 def test_masq_all_hides_every_client_address(chainhost, kind):
     host = chainhost
     if kind == "portmap":

@@ -2,10 +2,13 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """CNI portmap's configuration keys (chained mode) and the hairpin source network they render."""
 
+import ipaddress
+
 import pytest
+from hypothesis import given, strategies as st
 
 from module_utils import cni
-from module_utils.portmap import NetworkState, PortMapperSpec, parse_marker_options
+from module_utils.portmap import NetworkState, PortMapperSpec, hairpin_source, parse_marker_options
 from module_utils.portmap_ipt import IptablesBackend, _JUMP_RE, chain_rules
 from module_utils.portmap_nft import NftablesBackend, _COMMENT_RE
 
@@ -95,3 +98,11 @@ def test_iptables_hairpin_rule_takes_the_subnet_and_only_dnat_flows():
     assert parse_marker_options(_JUMP_RE.match(comment), 2) == (True, True, (24, 64))
     assert parse_marker_options(_JUMP_RE.match("hostnet port_mapper web hairpin=1 localhost=0"), 2) == \
         (True, False, (32, 128))  # what earlier versions wrote
+
+
+@given(st.one_of(st.ip_addresses(v=4).map(lambda a: (a, 32)), st.ip_addresses(v=6).map(lambda a: (a, 128))),
+       st.integers(0, 128))
+def test_hairpin_source_is_the_containers_network(address_bits, prefix):
+    address, bits = address_bits
+    prefix = min(prefix, bits)
+    assert hairpin_source(str(address), prefix) == str(ipaddress.ip_network("%s/%d" % (address, prefix), strict=False))

@@ -235,3 +235,19 @@ def test_both_mark_keys_are_refused_together_and_mark_keys_change_no_traffic(cha
     assert code == 0, out
     serve(host, "c1")
     assert fetch(host, "127.0.0.1", 8080, attempts=30) == GATEWAY
+
+
+@pytest.mark.parametrize("keys", [{"snat": "yes"}, {"markMasqBit": 32},
+                                  {"markMasqBit": 14, "externalSetMarkChain": "KUBE-MARK-MASQ"}],
+                         ids=["snat-not-bool", "mark-bit-32", "both-mark-keys"])
+@pytest.mark.parametrize("kind", sorted(PLUGINS))
+def test_values_portmap_refuses_are_refused_here_too(chainhost, kind, keys):
+    """Where portmap refuses a value, so do we; where it takes raw conditions, we refuse (documented)."""
+    host = chainhost
+    code, prev = call(host, os.path.join(CNI_PATH, "bridge"), "ADD", BRIDGE, "c1")
+    assert code == 0, prev
+    before = ruleset(host)
+    code, out = call(host, PLUGINS[kind], "ADD", mapper_conf(kind, prev, [(8080, 80)], **keys), "c1")
+    # portmap answers with codes of its own choosing; ours is the spec's "invalid network config"
+    assert code == 1 and out["msg"] and (kind == "portmap" or out["code"] == 7), out
+    assert ruleset(host) == before

@@ -8,6 +8,7 @@ The bridge path runs without br_netfilter: the hermetic host's namespace turns i
 sysctls off (they are per network namespace), so bridged frames never see the IP hooks.
 """
 
+import ipaddress
 import json
 import os
 
@@ -251,3 +252,28 @@ def test_values_portmap_refuses_are_refused_here_too(chainhost, kind, keys):
     # portmap answers with codes of its own choosing; ours is the spec's "invalid network config"
     assert code == 1 and out["msg"] and (kind == "portmap" or out["code"] == 7), out
     assert ruleset(host) == before
+
+
+def test_ipv6_neighbour_reaches_the_container_through_the_host_port(chainhost, kind):
+    """The same on IPv6 (a dual-stack bridge): hairpin masquerade for the /64; ::1 is never mapped."""
+    host = chainhost
+    host.sh("sysctl -qw net.ipv6.conf.all.forwarding=1; ip addr add 2001:db8::1/64 dev hveth-cl nodad")
+    dual = dict(BRIDGE, ipam=dict(BRIDGE["ipam"], subnet=None, ranges=[[{"subnet": "10.31.0.0/24"}],
+                                                                         [{"subnet": "fd31::/64"}]],
+                                  routes=[{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]))
+    del dual["ipam"]["subnet"]
+    results = {}
+    for container, ports in (("c1", [(8080, 80)]), ("c2", [])):
+        code, prev = call(host, os.path.join(CNI_PATH, "bridge"), "ADD", dual, container)
+        assert code == 0, prev
+        code, results[container] = call(host, PLUGINS[kind], "ADD", mapper_conf(kind, prev, ports), container)
+        assert code == 0, results[container]
+    host.settle()
+    host.spawn(["socat", "TCP6-LISTEN:80,ipv6only=1,fork,reuseaddr", "SYSTEM:echo $SOCAT_PEERADDR"], netns="c1")
+    answer = fetch(host, "[2001:db8::1]", 8080, netns="c2", attempts=30)
+    assert answer and ipaddress.ip_address(answer.strip("[]")) == ipaddress.ip_address("fd31::1"), answer
+    assert fetch(host, "[::1]", 8080) == ""
+    for container, ports in (("c2", []), ("c1", [(8080, 80)])):
+        assert call(host, PLUGINS[kind], "DEL", mapper_conf(kind, results[container], ports), container)[0] == 0
+        assert call(host, os.path.join(CNI_PATH, "bridge"), "DEL", dual, container)[0] == 0
+    assert "fd31::" not in ruleset(host)

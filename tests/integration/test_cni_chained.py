@@ -258,10 +258,10 @@ def test_ipv6_neighbour_reaches_the_container_through_the_host_port(chainhost, k
     """The same on IPv6 (a dual-stack bridge): hairpin masquerade for the /64; ::1 is never mapped."""
     host = chainhost
     host.sh("sysctl -qw net.ipv6.conf.all.forwarding=1; ip addr add 2001:db8::1/64 dev hveth-cl nodad")
-    dual = dict(BRIDGE, ipam=dict(BRIDGE["ipam"], subnet=None, ranges=[[{"subnet": "10.31.0.0/24"}],
-                                                                         [{"subnet": "fd31::/64"}]],
-                                  routes=[{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]))
-    del dual["ipam"]["subnet"]
+    ipam = dict((k, v) for k, v in BRIDGE["ipam"].items() if k != "subnet")
+    ipam.update(ranges=[[{"subnet": "10.31.0.0/24"}], [{"subnet": "fd31::/64"}]],
+                routes=[{"dst": "0.0.0.0/0"}, {"dst": "::/0"}])
+    dual = dict(BRIDGE, ipam=ipam)
     results = {}
     for container, ports in (("c1", [(8080, 80)]), ("c2", [])):
         code, prev = call(host, os.path.join(CNI_PATH, "bridge"), "ADD", dual, container)

@@ -24,7 +24,7 @@ import sys
 from .errors import ApplyError, HostnetError, ValidationError
 from .port_mapper import add_container_fast, choose_backend, converge_port_mapper
 from .portmap import PortMapperSpec, compact
-from .validate import NAME_RE, ip_address
+from .validate import NAME_RE, ifname, ip_address
 
 SUPPORTED_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 # A configuration without cniVersion is 0.1.0, as libcni and the plugins' skel read it (Mesos sends none).
@@ -150,7 +150,15 @@ def mappings_for(conf, container_id, ips):
 
 
 def _spec(conf, mappings=(), **kwargs):
-    """The port_mapper spec; errors name the CNI configuration field the user wrote."""
+    """The port_mapper spec; errors name the CNI configuration field the user wrote.
+
+    Adding (and checking) takes portmap's keys (``portmap_options``); removing never refuses them, so
+    that a DEL after a refused ADD still succeeds, and it needs no sysctl, so it looks no route up.
+    """
+    if kwargs.get("state") == "absent":
+        kwargs["localhost_devices"] = []
+    else:
+        kwargs.update(portmap_options(conf))
     try:
         return PortMapperSpec(network=conf["name"], chain=conf.get("chain"),
                               exclude_devices=conf.get("excludeDevices") or [],
@@ -164,6 +172,79 @@ def _spec(conf, mappings=(), **kwargs):
             if field.startswith(ours):
                 field = theirs + field[len(ours):]
         raise CniError(E_INVALID_CONFIG, "%s: %s" % (field, exc.reason)) from None
+
+
+PORTMAP_KEYS = ("snat", "masqAll", "markMasqBit", "externalSetMarkChain", "conditionsV4", "conditionsV6")
+
+
+def portmap_options(conf):
+    """Spec options from CNI portmap's configuration keys, which apply when chained (``prevResult``).
+
+    ``snat`` (default true) masquerades what needs it as portmap does: clients on the host at 127.0.0.1
+    (``route_localnet`` set on the result's host-side interfaces) and DNATed traffic from the container's
+    subnet (another container on the same bridge); ``masqAll`` masquerades all DNATed traffic. portmap's
+    marks are how it masquerades; these rules need none, so ``markMasqBit`` and ``externalSetMarkChain`` are
+    checked as portmap checks them and have no other effect. ``conditionsV4``/``V6`` are raw iptables
+    arguments: only an empty list is taken.
+    """
+    given = [key for key in PORTMAP_KEYS if conf.get(key) is not None]
+    if conf.get("delegate") is not None:
+        if given:
+            raise CniError(E_INVALID_CONFIG, "%s: a portmap key, taken when this plugin is chained (prevResult); "
+                                             "with a delegate it maps ports as mesos-cni-port-mapper" % given[0])
+        return {}
+    snat, masq_all = _portmap_bool(conf, "snat", True), _portmap_bool(conf, "masqAll", False)
+    bit = conf.get("markMasqBit")
+    if bit is not None and (isinstance(bit, bool) or not isinstance(bit, int) or not 0 <= bit <= 31):
+        raise CniError(E_INVALID_CONFIG, "markMasqBit: %r is not a mark bit (an integer 0-31)" % (bit,))
+    chain = conf.get("externalSetMarkChain")
+    if chain is not None:
+        if bit is not None:
+            raise CniError(E_INVALID_CONFIG, "externalSetMarkChain: cannot be set with markMasqBit (as in portmap)")
+        if not isinstance(chain, str) or not NAME_RE.match(chain) or len(chain) > 28:
+            raise CniError(E_INVALID_CONFIG, "externalSetMarkChain: %r is not an iptables chain name (letters, "
+                                             "digits and _.-, up to 28)" % (chain,))
+    for key in ("conditionsV4", "conditionsV6"):
+        value = conf.get(key)
+        if value is not None and not isinstance(value, list):
+            raise CniError(E_INVALID_CONFIG, "%s: must be a list" % key)
+        if value:
+            raise CniError(E_INVALID_CONFIG, "%s: raw iptables match arguments are refused: this plugin writes "
+                                             "nftables or iptables rules from checked fields only (excludeDevices "
+                                             "keeps a device's traffic out; an empty list is taken)" % key)
+    prev = conf.get("prevResult") if isinstance(conf.get("prevResult"), dict) else {}
+    if not snat:
+        return {"hairpin": False, "localhost": False}
+    prefix = {4: 32, 6: 128}
+    if masq_all:
+        prefix = {4: 0, 6: 0}
+    else:
+        seen = set()
+        for entry in prev.get("ips") or []:
+            try:
+                address = ipaddress.ip_interface(entry.get("address", "")) if isinstance(entry, dict) else None
+            except ValueError:
+                continue
+            if address is not None and address.version not in seen:
+                seen.add(address.version)
+                prefix[address.version] = address.network.prefixlen
+    devices = []
+    for i, iface in enumerate(prev.get("interfaces") or []):
+        if isinstance(iface, dict) and not iface.get("sandbox") and iface.get("name") is not None:
+            try:
+                devices.append(ifname("prevResult.interfaces[%d].name" % i, iface["name"]))
+            except ValidationError as exc:
+                raise CniError(E_INVALID_CONFIG, str(exc)) from None
+    return {"hairpin": True, "localhost": True, "localhost_devices": devices, "hairpin_prefix": (prefix[4], prefix[6])}
+
+
+def _portmap_bool(conf, key, default):
+    value = conf.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise CniError(E_INVALID_CONFIG, "%s: %r is not a boolean (true or false)" % (key, value))
+    return value
 
 
 def call_delegate(conf, command, env, prev_result=None):

@@ -139,23 +139,55 @@ def add_container_fast(spec):
     mappings already on the host. False (nothing changed) when it does not apply; the caller then
     converges with ``converge_port_mapper``, which also explains conflicts.
     """
-    if (spec.state != "present" or spec.exclusive or spec.localhost or spec.backend == "iptables"
+    if (spec.state != "present" or spec.exclusive or spec.backend == "iptables"
+            or (spec.localhost and spec.localhost_devices is None)
             or not spec.entries or any(key[2] for key in spec.entries)):
         return False
     with _locked():
         backend = choose_backend(spec)
-        return backend.name == "nftables" and backend.add_elements(spec, spec.entries)
+        if backend.name != "nftables":
+            return False
+        sysctls = _route_localnet_plan(NetworkState(entries=spec.entries), spec.localhost_devices) \
+            if spec.localhost else []
+        done = []
+        landed = False
+        try:
+            for path, old in sysctls:
+                _write(path, "1")
+                done.append((path, old))
+            landed = backend.add_elements(spec, spec.entries)
+        finally:
+            if not landed:  # nothing changed: the usual converge runs next
+                for path, old in reversed(done):
+                    _write(path, old)
+        return landed
 
 
 def _own_key(backend, spec):
     return table_name(spec) if backend.name == "nftables" else spec.chain
 
 
-def _route_localnet_plan(state):
-    """Devices toward IPv4 containers that need route_localnet=1 for 127.0.0.1 clients."""
+def _route_localnet_plan(state, devices=None):
+    """Devices toward IPv4 containers that need route_localnet=1 for 127.0.0.1 clients: [(sysctl path, value)].
+
+    ``devices`` when the caller knows them (a CNI result lists the host side of the interfaces it made):
+    no route is looked up then, and a listed device that is gone is passed over.
+    """
     ips = sorted(set(v[1] for k, v in state.entries.items() if k[0] == 4))
     if not ips:
         return []
+    if devices is not None:
+        plan = []
+        for name in devices:  # validated interface names: no '/', not '.' or '..'
+            path = "/proc/sys/net/ipv4/conf/%s/route_localnet" % name
+            try:
+                with open(path) as f:
+                    current = f.read().strip()
+            except FileNotFoundError:
+                continue
+            if current != "1":
+                plan.append((path, current))
+        return plan
     from . import netlink  # pyroute2 takes ~0.15 s to import: only paths that need it pay for it
     if netlink.PYROUTE2_IMPORT_ERROR is not None:
         raise ApplyError("localhost", "needs pyroute2 on the host to find the devices toward the containers")
@@ -256,7 +288,7 @@ def _converge(spec, check_mode, diff=True):
         old = networks[key][1]
         if not before.exists:
             before = NetworkState(exists=True, entries=old.entries, exclude_devices=old.exclude_devices,
-                                  hairpin=old.hairpin, localhost=old.localhost)
+                                  hairpin=old.hairpin, localhost=old.localhost, hairpin_prefix=old.hairpin_prefix)
         else:
             merged = dict(old.entries)
             merged.update(before.entries)
@@ -265,7 +297,7 @@ def _converge(spec, check_mode, diff=True):
                   if network != spec.network)
     after = desired_state(spec, before, others)
     added, removed, unchanged = diff_entries(before, after)
-    sysctls = _route_localnet_plan(after) if after.exists and after.localhost else []
+    sysctls = _route_localnet_plan(after, spec.localhost_devices) if after.exists and after.localhost else []
     changed = bool(stale) or not before.same_as(after) or bool(sysctls)
     planned = time.time()
     flushed = 0

@@ -14,9 +14,10 @@ __metaclass__ = type
 
 import ipaddress
 import re
+import socket
 
 from .errors import ValidationError
-from .validate import NAME_RE, device_match, no_zone
+from .validate import NAME_RE, device_match, ifname, no_zone
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 _CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]*\Z")
@@ -25,6 +26,46 @@ CONTAINER_ID_MAX = 114  # an nftables comment holds 128 bytes, with "container_i
 
 
 _IP_CACHE = {}
+# hairpin masquerades DNATed traffic to a container from the container's /prefix: (IPv4, IPv6) prefix lengths.
+# (32, 128) is a container reaching itself; a CNI bridge's subnet lets its neighbours in too; (0, 0) is everyone.
+HAIRPIN_SELF = (32, 128)
+
+
+def hairpin_source(ip, prefix):
+    """The source network (text) for a container address and a prefix length: "10.88.0.0/16"."""
+    family, bits = (socket.AF_INET6, 128) if ":" in ip else (socket.AF_INET, 32)
+    if prefix == bits:
+        return "%s/%d" % (ip, prefix)  # the container itself
+    # socket, not ipaddress: ten times faster, and a whole render computes one per container
+    address = int.from_bytes(socket.inet_pton(family, ip), "big") >> (bits - prefix) << (bits - prefix)
+    return "%s/%d" % (socket.inet_ntop(family, address.to_bytes(bits // 8, "big")), prefix)
+
+
+def marker_options(state):
+    """The options as rulesets' markers spell them; the default hairpin prefix is left out (older markers)."""
+    text = "hairpin=%d localhost=%d" % (state.hairpin, state.localhost)
+    if tuple(state.hairpin_prefix) != HAIRPIN_SELF:
+        text += " prefix=%d/%d" % tuple(state.hairpin_prefix)
+    return text
+
+
+MARKER_OPTIONS_RE = r"hairpin=([01]) localhost=([01])(?: prefix=(\d+)/(\d+))?"
+
+
+def parse_marker_options(match, first):
+    """(hairpin, localhost, hairpin_prefix) from a match of MARKER_OPTIONS_RE whose first group is ``first``."""
+    groups = match.groups()[first - 1:first + 3]
+    prefix = (int(groups[2]), int(groups[3])) if groups[2] is not None else HAIRPIN_SELF
+    return groups[0] == "1", groups[1] == "1", prefix
+
+
+def check_hairpin_prefix(field, value):
+    """(IPv4 prefix length, IPv6 prefix length)."""
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in value)
+            or not 0 <= value[0] <= 32 or not 0 <= value[1] <= 128):
+        raise ValidationError(field, "%r is not a pair of prefix lengths (IPv4 0-32, IPv6 0-128)" % (value,))
+    return tuple(value)
 
 
 def _ip(field, value):
@@ -164,15 +205,24 @@ def mapping_line(item):
 class NetworkState:
     """What a backend holds for one network (or is asked to hold)."""
 
-    def __init__(self, exists=False, entries=None, exclude_devices=(), hairpin=False, localhost=False):
+    def __init__(self, exists=False, entries=None, exclude_devices=(), hairpin=False, localhost=False,
+                 hairpin_prefix=HAIRPIN_SELF):
         self.exists = exists
         self.entries = dict(entries or {})
         self.exclude_devices = sorted(exclude_devices)
         self.hairpin = hairpin
         self.localhost = localhost
+        self.hairpin_prefix = tuple(hairpin_prefix)
 
     def options(self):
-        return {"exclude_devices": self.exclude_devices, "hairpin": self.hairpin, "localhost": self.localhost}
+        return {"exclude_devices": self.exclude_devices, "hairpin": self.hairpin, "localhost": self.localhost,
+                "hairpin_prefix": self.hairpin_prefix}
+
+    def hairpin_sources(self, family):
+        """{container ip: the source network whose DNATed traffic to it is masqueraded} of one family."""
+        prefix = self.hairpin_prefix[0 if family == 4 else 1]
+        return dict((ip, hairpin_source(ip, prefix)) for ip in set(v[1] for k, v in self.entries.items()
+                                                                   if k[0] == family))
 
     def same_as(self, other):
         return (self.exists == other.exists and self.entries == other.entries
@@ -181,7 +231,8 @@ class NetworkState:
 
 class PortMapperSpec:
     def __init__(self, network, mappings=None, chain=None, exclude_devices=None, state="present",
-                 container_id=None, exclusive=False, hairpin=True, localhost=False, backend="auto"):
+                 container_id=None, exclusive=False, hairpin=True, localhost=False, backend="auto",
+                 hairpin_prefix=HAIRPIN_SELF, localhost_devices=None):
         if not isinstance(network, str) or not NAME_RE.match(network) or len(network) > 48:
             raise ValidationError("network", "%r is not a network name (letters, digits and _.- , up to 48)"
                                   % (network,))
@@ -205,6 +256,13 @@ class PortMapperSpec:
                                           for i, d in enumerate(exclude_devices or [])))
         self.hairpin = bool(hairpin)
         self.localhost = bool(localhost)
+        self.hairpin_prefix = check_hairpin_prefix("hairpin_prefix", hairpin_prefix)
+        # the devices toward the containers, when the caller knows them (a CNI result lists them): route_localnet
+        # is set there without a route lookup; None looks the routes up
+        self.localhost_devices = None
+        if localhost_devices is not None:
+            self.localhost_devices = sorted(set(ifname("localhost_devices[%d]" % i, d)
+                                                for i, d in enumerate(localhost_devices)))
         self.exclusive = bool(exclusive)
         self.container_id = None
         if container_id is not None:
@@ -265,7 +323,7 @@ def desired_state(spec, actual, others):
             elif key in spec.entries and spec.entries[key][0] == value[0]:
                 del keep[key]
         state = NetworkState(exists=actual.exists, entries=keep, exclude_devices=actual.exclude_devices,
-                             hairpin=actual.hairpin, localhost=actual.localhost)
+                             hairpin=actual.hairpin, localhost=actual.localhost, hairpin_prefix=actual.hairpin_prefix)
         return state
     entries = {} if spec.exclusive else dict(actual.entries)
     for key, value in spec.entries.items():
@@ -288,7 +346,7 @@ def desired_state(spec, actual, others):
         except ValidationError as exc:
             raise ValidationError("mappings", "%s (network %s)" % (exc.reason, name)) from None
     return NetworkState(exists=True, entries=entries, exclude_devices=spec.exclude_devices, hairpin=spec.hairpin,
-                        localhost=spec.localhost)
+                        localhost=spec.localhost, hairpin_prefix=spec.hairpin_prefix)
 
 
 def diff_entries(before, after):

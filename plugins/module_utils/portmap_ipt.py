@@ -19,7 +19,7 @@ import shutil
 import subprocess
 
 from .errors import ApplyError, ValidationError
-from .portmap import NetworkState
+from .portmap import MARKER_OPTIONS_RE, NetworkState, marker_options, parse_marker_options
 
 
 def parse_iptables_version(text):
@@ -32,7 +32,7 @@ def parse_iptables_version(text):
     return match.group(1), backend
 
 
-_JUMP_RE = re.compile(r"^hostnet port_mapper (\S+) hairpin=([01]) localhost=([01])$")
+_JUMP_RE = re.compile(r"^hostnet port_mapper (\S+) %s$" % MARKER_OPTIONS_RE)
 _HOOKS = (("PREROUTING", "-m addrtype --dst-type LOCAL ", ""), ("OUTPUT", "-m addrtype --dst-type LOCAL ", ""),
           ("POSTROUTING", "", "-POST"))
 RESTORE_ARGS = ["--noflush", "--wait=10"]
@@ -58,11 +58,15 @@ def _legacy_nat_loaded(family):
         return False
 
 
+def jump_comment(network, state):
+    return "hostnet port_mapper %s %s" % (network, marker_options(state))
+
+
 def _jump_lines(network, chain, state):
     """The rules in the built-in chains that send traffic to the network's chains."""
     if not state.exists:
         return []
-    comment = "hostnet port_mapper %s hairpin=%d localhost=%d" % (network, state.hairpin, state.localhost)
+    comment = jump_comment(network, state)
     return ['-A %s %s-m comment --comment "%s" -j %s%s' % (hook, match, comment, chain, suffix)
             for hook, match, suffix in _HOOKS]
 
@@ -126,7 +130,7 @@ class IptablesBackend:
                 chain = target[:-len("-POST")] if words[1] == "POSTROUTING" and target.endswith("-POST") else target
                 self.jumps[family].setdefault(chain, []).append(line)
                 network, state = found.get(chain, (match.group(1), NetworkState(exists=True)))
-                state.hairpin, state.localhost = match.group(2) == "1", match.group(3) == "1"
+                state.hairpin, state.localhost, state.hairpin_prefix = parse_marker_options(match, 2)
                 found[chain] = (network, state)
             for chain, (_network, state) in found.items():
                 prefix = "-A %s " % chain
@@ -245,10 +249,11 @@ def chain_rules(spec, state, family):
         rules.append({"chain": chain, "dst": host_ip or None, "proto": proto, "dport": port,
                       "comment": "container_id: %s" % cid, "target": "DNAT",
                       "to": ("[%s]:%d" if family == 6 else "%s:%d") % (cip, cport)})
+    sources = state.hairpin_sources(family)
     for cip, cid in sorted(ips):
-        if state.hairpin:
-            rules.append({"chain": post, "src": cip, "dst": cip, "comment": "container_id: %s" % cid,
-                          "target": "MASQUERADE"})
+        if state.hairpin:  # DNATed traffic from the container's own network (itself, or its bridge's subnet)
+            rules.append({"chain": post, "src": sources[cip], "dst": cip, "ctstate": "DNAT",
+                          "comment": "container_id: %s" % cid, "target": "MASQUERADE"})
         if state.localhost and family == 4:
             rules.append({"chain": post, "src": "127.0.0.0/8", "dst": cip, "ctstate": "DNAT",
                           "comment": "container_id: %s" % cid, "target": "MASQUERADE"})

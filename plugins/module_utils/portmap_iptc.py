@@ -17,7 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from .errors import ApplyError
-from .portmap_ipt import RESTORE_ARGS, IptablesBackend, chain_rules, _HOOKS, _JUMP_RE
+from .portmap_ipt import RESTORE_ARGS, IptablesBackend, chain_rules, jump_comment, _HOOKS, _JUMP_RE
 
 try:
     import iptc
@@ -66,7 +66,7 @@ class IptcLegacyBackend(IptablesBackend):
     def _apply_ipv4(self, spec, state, stale):
         table = self._table()
         chain, post = spec.chain, spec.chain + "-POST"
-        comment = "hostnet port_mapper %s hairpin=%d localhost=%d" % (spec.network, state.hairpin, state.localhost)
+        comment = jump_comment(spec.network, state)
         ours = set([chain, post] + [s for name in stale for s in (name, name + "-POST")])
         for hook, match, suffix in _HOOKS:
             builtin = iptc.Chain(table, hook)

@@ -20,10 +20,11 @@ import re
 
 from .errors import ApplyError, ValidationError
 from .nftrun import Nft, list_tables
-from .portmap import PROTOCOLS, NetworkState
+from .portmap import MARKER_OPTIONS_RE, PROTOCOLS, NetworkState, hairpin_source, marker_options, \
+    parse_marker_options
 
 TABLE_PREFIX = "hostnet-pm-"
-_COMMENT_RE = re.compile(r"^hostnet\.isolation port_mapper network=(\S+) hairpin=([01]) localhost=([01])$")
+_COMMENT_RE = re.compile(r"^hostnet\.isolation port_mapper network=(\S+) %s$" % MARKER_OPTIONS_RE)
 _ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 _NFPROTO = {4: "ipv4", 6: "ipv6"}
 _IPKW = {4: "ip", 6: "ip6"}
@@ -35,7 +36,7 @@ def table_name(spec):
 
 
 MAPS = [(family, proto, specific) for family in (4, 6) for proto in PROTOCOLS for specific in (True, False)]
-_LAYOUT = set(["hostnet", "excluded", "hairpin4", "hairpin6", "containers4"] + [
+_LAYOUT = set(["hostnet", "excluded", "hairpinnet4", "hairpinnet6", "containers4"] + [
     "%s%d%s" % (proto, family, "a" if specific else "") for family, proto, specific in MAPS])
 _ANY = {4: "0.0.0.0", 6: "::"}
 
@@ -67,7 +68,8 @@ class NftablesBackend:
         return self._tables
 
     def markers(self):
-        """{table name: (network, hairpin, localhost)} of the port_mapper tables, from their marker sets only."""
+        """{table name: (network, hairpin, localhost, hairpin_prefix)} of the port_mapper tables, from their
+        marker sets only."""
         if self._markers is None:
             self._markers = {}
             for family, name in self.tables():
@@ -78,7 +80,7 @@ class NftablesBackend:
                     elems[0][0], dict) else ""
                 match = _COMMENT_RE.match(comment)
                 if match:
-                    self._markers[name] = (match.group(1), match.group(2) == "1", match.group(3) == "1")
+                    self._markers[name] = (match.group(1),) + parse_marker_options(match, 2)
         return self._markers
 
     def read(self):
@@ -91,8 +93,8 @@ class NftablesBackend:
         objects = self._list("table inet %s" % name)
         if objects is None:
             raise ApplyError("backend", "nft list table inet %s failed" % name)
-        network, hairpin, localhost = marker
-        state = NetworkState(exists=True, hairpin=hairpin, localhost=localhost)
+        network, hairpin, localhost, prefix = marker
+        state = NetworkState(exists=True, hairpin=hairpin, localhost=localhost, hairpin_prefix=prefix)
         names = set(o[kind]["name"] for o in objects for kind in ("set", "map") if kind in o)
         self._current_layout[name] = _LAYOUT <= names
         for obj in objects:
@@ -131,7 +133,7 @@ class NftablesBackend:
             maps.setdefault(_map_name(family, proto, bool(host_ip)), []).append(_map_element(host_ip, port, value))
         ips = dict((f, sorted(set(v[1] for k, v in state.entries.items() if k[0] == f))) for f in (4, 6))
         body = ['  set hostnet { type inet_service; elements = { 1 comment "hostnet.isolation port_mapper '
-                'network=%s hairpin=%d localhost=%d" }; }' % (spec.network, state.hairpin, state.localhost)]
+                'network=%s %s" }; }' % (spec.network, marker_options(state))]
         body.append("  set excluded { type ifname;%s }" % _elements(['"%s"' % d for d in state.exclude_devices]))
         rules = []
         for family, proto, specific in MAPS:
@@ -145,12 +147,14 @@ class NftablesBackend:
         # the container addresses are kept whatever the options, so adding a container is one step
         for family in (4, 6):
             addr = _ADDR_TYPE[family]
-            body.append("  set hairpin%d { type %s . %s;%s }"
-                        % (family, addr, addr, _elements(_hairpin_elements(ips[family]))))
+            body.append("  set hairpinnet%d { type %s . %s; flags interval;%s }"
+                        % (family, addr, addr, _elements(_hairpin_elements(state.hairpin_sources(family)))))
         body.append("  set containers4 { type ipv4_addr;%s }" % _elements(ips[4]))
         post = []
         if state.hairpin:
-            post += ["    %s saddr . %s daddr @hairpin%d masquerade" % (_IPKW[f], _IPKW[f], f) for f in (4, 6)]
+            # DNATed traffic from the container's own network (itself, or its bridge's subnet in CNI mode)
+            post += ["    ct status dnat %s saddr . %s daddr @hairpinnet%d masquerade" % (_IPKW[f], _IPKW[f], f)
+                     for f in (4, 6)]
         if state.localhost:
             post.append("    ip saddr 127.0.0.0/8 ip daddr @containers4 ct status dnat masquerade")
         loopback = [] if state.localhost else ["    ip daddr 127.0.0.0/8 return"]
@@ -193,12 +197,14 @@ class NftablesBackend:
                 family, proto, host_ip, port = key
                 lines.append("add element inet %s %s { %s }"
                              % (table, _map_name(family, proto, bool(host_ip)), _map_element(host_ip, port, value)))
+        prefix = after.hairpin_prefix  # the same as before's: the options did not change
         for family in (4, 6):
             old, new = [set(v[1] for k, v in state.entries.items() if k[0] == family) for state in (before, after)]
             for verb, ips in (("delete", old - new), ("add", new - old)):
                 if ips:
-                    lines.append("%s element inet %s hairpin%d { %s }" % (
-                        verb, table, family, ", ".join(_hairpin_elements(sorted(ips)))))
+                    sources = dict((ip, hairpin_source(ip, prefix[0 if family == 4 else 1])) for ip in ips)
+                    lines.append("%s element inet %s hairpinnet%d { %s }" % (
+                        verb, table, family, ", ".join(_hairpin_elements(sources))))
                     if family == 4:
                         lines.append("%s element inet %s containers4 { %s }" % (verb, table, ", ".join(sorted(ips))))
         return "\n".join(lines) + "\n"
@@ -226,7 +232,7 @@ class NftablesBackend:
         """
         own = table_name(spec)
         markers = self.markers()
-        if markers.get(own) != (spec.network, spec.hairpin, spec.localhost) or any(
+        if markers.get(own) != (spec.network, spec.hairpin, spec.localhost, spec.hairpin_prefix) or any(
                 marker[0] == spec.network for name, marker in markers.items() if name != own):
             return False
         excluded = self._list("set inet %s excluded" % own) or []
@@ -249,11 +255,12 @@ class NftablesBackend:
         for (family, proto, host_ip, port), value in sorted(entries.items()):
             lines.append("create element inet %s %s { %s }" % (own, _map_name(family, proto, False),
                                                                _map_element(host_ip, port, value)))
+        added = NetworkState(entries=entries, hairpin_prefix=spec.hairpin_prefix)
         for family in (4, 6):
             ips = sorted(set(v[1] for k, v in entries.items() if k[0] == family))
             if ips:
-                lines.append("add element inet %s hairpin%d { %s }"
-                             % (own, family, ", ".join(_hairpin_elements(ips))))
+                lines.append("add element inet %s hairpinnet%d { %s }"
+                             % (own, family, ", ".join(_hairpin_elements(added.hairpin_sources(family)))))
                 if family == 4:
                     lines.append("add element inet %s containers4 { %s }" % (own, ", ".join(ips)))
         code, _out, _err = self.nft.run("\n".join(lines) + "\n")
@@ -266,8 +273,9 @@ def _map_element(host_ip, port, value):
     return '%s comment "container_id: %s" : %s . %d' % (key, cid, cip, cport)
 
 
-def _hairpin_elements(ips):
-    return ["%s . %s" % (ip, ip) for ip in ips]
+def _hairpin_elements(sources):
+    """``source network . container ip`` elements from {container ip: source network}."""
+    return ["%s . %s" % (sources[ip], ip) for ip in sorted(sources)]
 
 
 def _elements(items):

@@ -113,7 +113,10 @@ options:
     default: false
   hairpin:
     description:
-      - Let a container reach its own mapped host port (masquerade traffic from a container to itself).
+      - Let a container reach its own mapped host port (masquerade DNATed traffic from a container to itself).
+      - The CNI plugin chained with C(snat) (its default, as CNI C(portmap)) widens the source to the container's
+        subnet, so that a neighbour on the same bridge reaches it through the host port without C(br_netfilter);
+        a run of this module on such a network narrows it to the container itself again.
       - When the container sits on a Linux bridge and C(br_netfilter) is loaded, its bridge port also needs
         hairpin mode (C(ip link set dev <port> type bridge_slave hairpin on), what the CNI bridge plugin's
         C(hairpinMode) sets), since the DNATed packet is bridged back out of the port it came in on.

@@ -105,7 +105,9 @@ PRELOAD_OURS = textwrap.dedent(r"""
     n = int(sys.argv[2])
     mappings = [{"container_id": "old%d" % (i // 4), "container_ip": "10.200.%d.%d" % (i // 4 // 250, i // 4 % 250 + 2),
                  "host_port": 30000 + i, "container_port": 80} for i in range(n)]
-    converge_port_mapper(PortMapperSpec("bench", mappings=mappings))
+    # the options the plugin's own chained ADDs give this network (snat: the /8 of prevResult, no host-side device)
+    converge_port_mapper(PortMapperSpec("bench", mappings=mappings, localhost=True, hairpin_prefix=(8, 128),
+                                        localhost_devices=[]))
 """)
 
 

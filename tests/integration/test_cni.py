@@ -260,7 +260,7 @@ def test_role_repairs_a_deleted_plugin(cnihost):
 
 @pytest.mark.parametrize("networks,extra,words", [
     ([{"delegate": {"type": "bridge"}}], {}, "cni_port_mapper_networks"),
-    ([{"name": "n", "cni_version": "0.2.0", "delegate": {"type": "bridge"}}], {}, "cni_version"),
+    ([{"name": "n", "cni_version": "0.5.0", "delegate": {"type": "bridge"}}], {}, "cni_version"),
     ([{"name": "n", "delegate": "bridge"}], {}, "delegate"),
     ([{"name": "n"}], {}, "cni_port_mapper_networks[0] (network n): delegate is required"),
     ([{"name": "n", "delegate": {"type": "bridge"}, "state": "gone"}], {}, "state"),

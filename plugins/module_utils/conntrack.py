@@ -20,6 +20,8 @@ import os
 import socket
 import struct
 
+from .nlsock import NetlinkSocket
+
 NETLINK_NETFILTER = 12
 _CT_NEW, _CT_GET, _CT_DELETE = 0, 1, 2
 _SUBSYS_CTNETLINK = 1
@@ -58,23 +60,11 @@ def _attrs(buf, start, end):
         start += (length + 3) & ~3
 
 
-class ConntrackSocket:
+class ConntrackSocket(NetlinkSocket):
     """A ctnetlink socket of the network namespace it was created in."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        self.sock.bind((0, 0))
-        self.buf = bytearray(1 << 16)
-        self.seq = 0
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        super(ConntrackSocket, self).__init__(NETLINK_NETFILTER)
 
     def _send(self, msg_type, flags, family, body):
         self.seq += 1

@@ -14,6 +14,8 @@ import os
 import socket
 import struct
 
+from .nlsock import NetlinkSocket
+
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST = 0x1
@@ -52,23 +54,11 @@ class Listener:
                 "cgroup_id": self.cgroup_id}
 
 
-class DiagSocket:
+class DiagSocket(NetlinkSocket):
     """A NETLINK_SOCK_DIAG socket of the namespace it was created in."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
-        self.sock.bind((0, 0))
-        self.buf = bytearray(1 << 16)
-        self.seq = 0
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        super(DiagSocket, self).__init__(NETLINK_SOCK_DIAG, socket.SOCK_DGRAM)
 
     def dump(self, family, protocol, states, out, name):
         """Append a Listener for each socket of ``family``/``protocol`` in ``states`` to ``out``."""

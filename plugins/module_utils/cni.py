@@ -167,11 +167,13 @@ def _spec(conf, mappings=(), **kwargs):
         field = exc.field
         if field.startswith("mappings["):
             index = int(field[len("mappings["):field.index("]")])
-            field = mappings[index][0] + field[field.index("]") + 1:]
-        for ours, theirs in (("network", "name"), ("exclude_devices", "excludeDevices")):
-            if field.startswith(ours):
-                field = theirs + field[len(ours):]
-        raise CniError(E_INVALID_CONFIG, "%s: %s" % (field, exc.reason)) from None
+            field, rest = mappings[index][0], field[field.index("]") + 1:]
+            if field.startswith("runtimeConfig."):  # the capability's own key names
+                for ours, theirs in (("host_port", "hostPort"), ("container_port", "containerPort"),
+                                     ("host_ip", "hostIP")):
+                    rest = rest.replace("." + ours, "." + theirs)
+            field += rest
+        raise CniError(E_INVALID_CONFIG, "%s: %s" % (_cni_field(field) or field, exc.reason)) from None
 
 
 PORTMAP_KEYS = ("snat", "masqAll", "markMasqBit", "externalSetMarkChain", "conditionsV4", "conditionsV6")
@@ -303,15 +305,21 @@ def _add_fast(spec):
 _CNI_FIELDS = (("network", "name"), ("exclude_devices", "excludeDevices"), ("chain", "chain"))
 
 
+def _cni_field(field):
+    """The configuration key of a core field the user set through a key of the configuration, else None."""
+    for ours, theirs in _CNI_FIELDS:
+        if field == ours or field.startswith(ours + "["):
+            return theirs + field[len(ours):]
+    return None
+
+
 def _cni_words(exc):
     """A core error in the words of a network configuration: its keys, never an Ansible option."""
     reason = exc.reason.replace("(remove it first, or use exclusive: true)",
                                 "(a runtime must DEL that container first)")
     reason = reason.replace("choose another chain", "choose another chain in the network configuration")
-    for ours, theirs in _CNI_FIELDS:
-        if exc.field == ours or exc.field.startswith(ours + "["):
-            return "%s%s: %s" % (theirs, exc.field[len(ours):], reason)
-    return reason
+    field = _cni_field(exc.field)
+    return "%s: %s" % (field, reason) if field else reason
 
 
 def _converge(spec, diff=True):

@@ -83,3 +83,16 @@ def test_core_errors_are_reworded_into_configuration_keys():
     assert "exclusive" not in cni._cni_words(conflict) and "DEL" in cni._cni_words(conflict)
     assert cni._cni_words(ValidationError("exclude_devices[2]", "bad")) == "excludeDevices[2]: bad"
     assert cni._cni_words(ValidationError("network", "bad")) == "name: bad"
+
+
+@pytest.mark.parametrize("item,words", [
+    ({"hostPort": 70000, "containerPort": 80}, "runtimeConfig.portMappings[0].hostPort: 70000"),
+    ({"hostPort": 80, "containerPort": 0}, "runtimeConfig.portMappings[0].containerPort: 0"),
+])
+def test_a_bad_port_mapping_is_named_by_the_capability_key_the_runtime_sent(item, words):
+    conf = cni.parse_config(json.dumps({"cniVersion": "1.0.0", "name": "web", "type": "hostnet-cni-port-mapper",
+                                        "prevResult": {}, "runtimeConfig": {"portMappings": [item]}}))
+    with pytest.raises(cni.CniError) as info:
+        cni._spec(conf, cni.mappings_for(conf, "c1", {4: "10.0.0.2"}))
+    assert info.value.code == cni.E_INVALID_CONFIG and info.value.msg.startswith(words), info.value.msg
+    assert "_port" not in info.value.msg

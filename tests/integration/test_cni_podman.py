@@ -194,6 +194,14 @@ def assert_clean_teardown(podman_output):
         assert complaint not in podman_output, podman_output
 
 
+def assert_removed_without_trace(sandbox, name, address):
+    """`podman rm` reports no failed teardown and leaves no rule, lease or network namespace."""
+    assert_clean_teardown(sandbox.rm(name))
+    assert sandbox.rules_naming(address) == []
+    assert sandbox.leases() == []
+    assert sandbox.container_netns() == []
+
+
 @pytest.fixture(scope="module", autouse=True)
 def podman_available():
     missing = [tool for tool in ("podman", "runc") if not shutil.which(tool)]
@@ -229,11 +237,7 @@ def test_rm_leaves_no_rule_and_no_lease(sandbox):
     address = sandbox.start_container("web")
     assert sandbox.rules_naming(address), "no rule names the container while it runs"
     assert sandbox.leases() == [address]
-    output = sandbox.rm("web")
-    assert_clean_teardown(output)
-    assert sandbox.rules_naming(address) == []
-    assert sandbox.leases() == []
-    assert sandbox.container_netns() == []
+    assert_removed_without_trace(sandbox, "web", address)
 
 
 def test_rm_without_cached_result_cleans_up(sandbox):
@@ -241,11 +245,7 @@ def test_rm_without_cached_result_cleans_up(sandbox):
     address = sandbox.start_container("web")
     assert sandbox.sh("ls /var/lib/cni/results").stdout.split(), "podman cached no CNI result"
     sandbox.sh("rm -rf /var/lib/cni/results/*")
-    output = sandbox.rm("web")
-    assert_clean_teardown(output)
-    assert sandbox.rules_naming(address) == []
-    assert sandbox.leases() == []
-    assert sandbox.container_netns() == []
+    assert_removed_without_trace(sandbox, "web", address)
 
 
 def test_add_failing_on_a_host_port_in_use_leaves_nothing(sandbox):

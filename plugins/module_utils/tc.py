@@ -10,9 +10,12 @@ What Mesos' port_mapping isolator sets up on a container's veth, as a spec:
 - ``fq_codel`` or ``pfifo`` alone at the root;
 - ``ingress``: the ingress qdisc that tc filters (port_redirect) hang on.
 
-The kernel stores rates in bytes per second exactly, but bursts as scheduler ticks; reading back,
-a burst counts as equal when it is within the rounding that conversion causes, so a second run
-reports no change.
+Idempotence is decided in the kernel's own units: the plan compares what the kernel reports with
+what it would store for the spec. Rates are bytes per second, exact; htb and tbf bursts become
+scheduler ticks (computed as pyroute2 and tc compute them, so they read back exactly); codel
+times (fq_codel ``target``/``interval``) are kept in 1024 ns units and read back short (5ms as
+4999us). An option the task does not give is not compared. fq_codel cannot change ``flows`` in
+place: a different ``flows`` replaces that qdisc in one request, like a change of kind.
 
 A new root qdisc is grafted in one request that replaces the old one (it gets handle 1: or 2:,
 whichever the old one does not use), so the device is never without a qdisc. If a later step of
@@ -37,13 +40,16 @@ TC_H_INGRESS = 0xFFFFFFF1
 INGRESS_HANDLE = 0xFFFF0000
 CLASS_MINOR = 0x10
 LEAF_HANDLE = 0x00100000  # 10:
+LEAF_HANDLE_ALT = 0x00200000  # 20:, for a leaf that replaces the one at 10:
 
 ROOT_KINDS = ("htb", "tbf", "fq_codel", "pfifo")
 KINDS = ROOT_KINDS + ("ingress",)
 LEAVES = ("fq_codel", "pfifo", "none")
 # what pyroute2 0.7 can put in the 32-bit rate fields (about 34.3 Gbit/s)
 MAX_RATE = 2 ** 32 - 1
-PFIFO_DEFAULT_LIMIT = 1000
+# the rate table pyroute2 and tc send has the send time of up to 2048 bytes in 32-bit ticks: at
+# 7 bytes/s that overflows
+MIN_RATE = 8
 FQ_CODEL_OPTIONS = ("flows", "target", "interval", "ecn", "limit")
 
 # rate units, as tc(8) spells them, in bits per second (bps and friends are bytes per second)
@@ -122,28 +128,90 @@ def format_rate(rate):
     return "%dbit" % bits
 
 
-def _tick_in_usec():
-    """Scheduler ticks per microsecond, from /proc/net/psched (15.625 on current kernels)."""
+def _read_tick_in_usec():
+    """Scheduler ticks per microsecond, computed as pyroute2 and tc compute it (15.625 on current kernels)."""
     try:
         with open("/proc/net/psched") as f:
             t2us, us2t, clock_res = [int(x, 16) for x in f.read().split()[:3]]
-        return float(t2us) / us2t * (clock_res / 1e6 if clock_res != 1000000000 else 1.0)
+        return float(t2us) / us2t * (float(clock_res) / 1000000)
     except (OSError, ValueError, ZeroDivisionError):
         return 15.625
 
 
+TICK_IN_USEC = _read_tick_in_usec()
+MAX_U32 = 2 ** 32 - 1
+# tbf keeps its buffer in nanoseconds, capped at 2^32 - 1 (4.29 s), which is this many ticks
+TBF_MAX_BUFFER_TICKS = MAX_U32 // 64
+
+
+def xmit_ticks(rate, size):
+    """The ticks the kernel stores for sending ``size`` bytes at ``rate`` bytes/s: pyroute2's
+    ``calc_xmittime``, float for float, so the value read back compares exactly."""
+    return int(int(1000000 * (float(size) / rate)) * TICK_IN_USEC)
+
+
 def ticks_to_bytes(ticks, rate):
-    return ticks / _tick_in_usec() * rate / 1e6
+    """A burst in bytes, as shown to the user, from the ticks the kernel reports."""
+    return int(round(ticks / TICK_IN_USEC * rate / 1e6)) if rate else 0
 
 
-def bursts_equal(actual, wanted, rate):
-    """The kernel keeps a burst as whole ticks of time at ``rate``: allow that rounding."""
-    return abs(actual - wanted) <= 2.0 * rate / 1e6 + 1
+def largest_burst(rate, max_ticks):
+    """The largest burst in bytes whose send time at ``rate`` still fits in ``max_ticks``."""
+    low, high = 1, max(1, rate * (max_ticks // int(TICK_IN_USEC) + 2) // 1000000 + 2)
+    while low < high:  # xmit_ticks is monotonic in size
+        mid = (low + high + 1) // 2
+        if xmit_ticks(rate, mid) <= max_ticks:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
-def default_burst(rate):
-    """What the rate sends in 10 ms, at least ten full-size Ethernet frames."""
-    return max(rate // 100, 15140)
+def codel_readback(usec):
+    """What the kernel reports for a codel time of ``usec``: it keeps 1024 ns units (5ms reads 4999us)."""
+    return ((usec * 1000) >> 10 << 10) // 1000
+
+
+def codel_usec_for(readback):
+    """A time in microseconds that the kernel reports back as ``readback`` (to put a qdisc back exactly)."""
+    units = -(-readback * 1000 // 1024)
+    return -(-units * 1024 // 1000)
+
+
+def tbf_max_size(rate, burst):
+    """The largest packet tbf passes, as the kernel derives it from the buffer time (0: it refuses the tbf)."""
+    return min(xmit_ticks(rate, burst) * 64, MAX_U32) * rate // 1000000000
+
+
+def tbf_limit(rate, latency, burst):
+    """tbf's queue limit in bytes for ``latency`` microseconds, as pyroute2 computes it from a latency."""
+    return int(rate * float(latency) / 1000000 + burst)
+
+
+def default_burst(rate, max_ticks=MAX_U32):
+    """What the rate sends in 10 ms, at least ten full-size Ethernet frames, at most what the
+    kernel's tick field holds at that rate (a few bytes at 8 bit/s)."""
+    return min(max(rate // 100, 15140), largest_burst(rate, max_ticks))
+
+
+def _burst(field, value, rate, max_ticks, what):
+    """A burst that fits the kernel's tick field at ``rate``."""
+    if value is None:
+        return default_burst(rate, max_ticks)
+    size = parse_size(field, value)
+    if max_ticks == TBF_MAX_BUFFER_TICKS and tbf_max_size(rate, size) < 1:
+        low, high = size, size + rate // 1000000 + 64  # tbf_max_size grows with the burst
+        while low < high:
+            mid = (low + high) // 2
+            low, high = (low, mid) if tbf_max_size(rate, mid) >= 1 else (mid + 1, high)
+        smallest = low
+        raise ValidationError(field, "%d bytes at %s is less than one byte once the kernel keeps it as time "
+                              "(it refuses that); give at least %d" % (size, format_rate(rate), smallest))
+    if xmit_ticks(rate, size) > max_ticks:
+        raise ValidationError(field, "%d bytes take %.1f s at %s; %s holds at most %.2f s (largest burst at this "
+                              "rate: %d bytes)" % (size, size / float(rate), format_rate(rate), what,
+                                                   max_ticks / TICK_IN_USEC / 1e6, largest_burst(rate, max_ticks)))
+    return size
 
 
 class QdiscSpec:
@@ -189,14 +257,17 @@ class QdiscSpec:
             return
         if kind in ("htb", "tbf"):
             self.options["rate"] = self._rate(rate, rate_per_cpu, cpus, min_rate, max_rate)
-            self.options["burst"] = (parse_size("burst", burst) if burst is not None
-                                     else default_burst(self.options["rate"]))
+            self.options["burst"] = _burst("burst", burst, self.options["rate"],
+                                           MAX_U32 if kind == "htb" else TBF_MAX_BUFFER_TICKS,
+                                           "the htb class" if kind == "htb" else "tbf")
         if kind == "htb":
             self.options["ceil"] = parse_rate("ceil", ceil) if ceil is not None else self.options["rate"]
             if self.options["ceil"] < self.options["rate"]:
                 raise ValidationError("ceil", "%s is below rate %s" % (
                     format_rate(self.options["ceil"]), format_rate(self.options["rate"])))
-            self.options["cburst"] = parse_size("cburst", cburst) if cburst is not None else self.options["burst"]
+            # the default, burst, always fits: at ceil >= rate it takes no longer to send
+            self.options["cburst"] = (_burst("cburst", cburst, self.options["ceil"], MAX_U32, "the htb class")
+                                      if cburst is not None else self.options["burst"])
             leaf = "fq_codel" if leaf is None else leaf
             if leaf not in LEAVES:
                 raise ValidationError("leaf", "%r is not one of %s" % (leaf, ", ".join(LEAVES)))
@@ -204,6 +275,9 @@ class QdiscSpec:
             self.leaf_options = self._leaf_options(leaf, flows, target, interval, ecn, limit)
         if kind == "tbf":
             self.options["latency"] = parse_time("latency", latency if latency is not None else "50ms")
+            if tbf_limit(self.options["rate"], self.options["latency"], self.options["burst"]) > MAX_U32:
+                raise ValidationError("latency", "%dus at %s queues more than 4 GiB (the kernel's limit field)"
+                                      % (self.options["latency"], format_rate(self.options["rate"])))
         if kind in ("fq_codel", "pfifo"):
             self.options = self._leaf_options(kind, flows, target, interval, ecn, limit)
 
@@ -233,9 +307,12 @@ class QdiscSpec:
             value = max(value, low)
         if high is not None:
             value = min(value, high)
+        field = "rate_per_cpu" if rate_per_cpu is not None else "rate"
         if value > MAX_RATE:
-            raise ValidationError("rate_per_cpu" if rate_per_cpu is not None else "rate",
-                                  "%d bytes/s is above the largest supported rate, %d" % (value, MAX_RATE))
+            raise ValidationError(field, "%d bytes/s is above the largest supported rate, %d" % (value, MAX_RATE))
+        if value < MIN_RATE:
+            raise ValidationError(field, "%s is below %s, the lowest rate whose rate table the kernel's "
+                                  "32-bit tick fields hold" % (format_rate(value), format_rate(MIN_RATE)))
         return value
 
     @staticmethod
@@ -249,8 +326,6 @@ class QdiscSpec:
             raise ValidationError("limit", "does not apply to leaf=none")
         if limit is not None:
             options["limit"] = _count("limit", limit, 1)
-        elif kind == "pfifo":
-            options["limit"] = PFIFO_DEFAULT_LIMIT  # always sent: some pyroute2 versions send 0 otherwise
         if kind == "fq_codel":
             if flows is not None:
                 options["flows"] = _count("flows", flows, 1, 65536)
@@ -273,10 +348,12 @@ class QdiscSpec:
             return None
         view = {"kind": self.kind}
         if self.kind == "htb":
-            view["class"] = dict((k, self.options[k]) for k in ("rate", "ceil", "burst", "cburst"))
-            view["leaf"] = dict(self.leaf_options, kind=self.leaf) if self.leaf != "none" else None
+            view["class"] = _shown(kernel_class(self.options))
+            view["leaf"] = dict(kernel_options(self.leaf_options), kind=self.leaf) if self.leaf != "none" else None
+        elif self.kind == "tbf":
+            view.update(_shown(kernel_tbf(self.options)))
         else:
-            view.update(self.options)
+            view.update(kernel_options(self.options))
         return view
 
 
@@ -318,11 +395,7 @@ def _qdisc_view(msg):
         view["default_class"] = init.get("defcls")
     elif kind == "tbf":
         parms = _attr(options, "TCA_TBF_PARMS") or {}
-        rate = parms.get("rate", 0)
-        burst = int(round(ticks_to_bytes(parms.get("buffer", 0), rate))) if rate else 0
-        view.update(rate=rate, burst=burst,
-                    latency=int(round((parms.get("limit", 0) - burst) * 1e6 / rate)) if rate else 0,
-                    limit_bytes=parms.get("limit", 0))
+        view.update(_tbf_view(parms.get("rate", 0), parms.get("buffer", 0), parms.get("limit", 0)))
     elif kind == "fq_codel":
         for name in FQ_CODEL_OPTIONS:
             value = _attr(options, "TCA_FQ_CODEL_%s" % name.upper())
@@ -334,18 +407,47 @@ def _qdisc_view(msg):
     return view
 
 
+def _tbf_view(rate, buffer, limit):
+    """A tbf as the user sees it (burst in bytes, latency in us), with the kernel's own units beside."""
+    burst = ticks_to_bytes(buffer, rate)
+    return {"rate": rate, "burst": burst,
+            "latency": int(round((limit - burst) * 1e6 / rate)) if rate else 0,
+            "buffer": buffer, "limit_bytes": limit}
+
+
+def _class_view_of(rate, ceil, buffer, cbuffer):
+    return {"rate": rate, "ceil": ceil, "burst": ticks_to_bytes(buffer, rate), "cburst": ticks_to_bytes(cbuffer, ceil),
+            "buffer": buffer, "cbuffer": cbuffer}
+
+
 def _class_view(msg):
     parms = _attr(msg.get_attr("TCA_OPTIONS"), "TCA_HTB_PARMS") or {}
-    rate, ceil = parms.get("rate", 0), parms.get("ceil", 0)
-    return {"rate": rate, "ceil": ceil,
-            "burst": int(round(ticks_to_bytes(parms.get("buffer", 0), rate))) if rate else 0,
-            "cburst": int(round(ticks_to_bytes(parms.get("cbuffer", 0), ceil))) if ceil else 0}
+    return _class_view_of(parms.get("rate", 0), parms.get("ceil", 0), parms.get("buffer", 0), parms.get("cbuffer", 0))
+
+
+def kernel_class(options):
+    """The htb class the kernel would report for the spec's options."""
+    return _class_view_of(options["rate"], options["ceil"], xmit_ticks(options["rate"], options["burst"]),
+                          xmit_ticks(options["ceil"], options["cburst"]))
+
+
+def kernel_tbf(options):
+    """The tbf the kernel would report for the spec's options."""
+    rate, burst = options["rate"], options["burst"]
+    return _tbf_view(rate, xmit_ticks(rate, burst), tbf_limit(rate, options["latency"], burst))
+
+
+def kernel_options(options):
+    """fq_codel or pfifo options as the kernel would report them (codel times come back short)."""
+    return dict((k, codel_readback(v) if k in ("target", "interval") else v) for k, v in options.items())
 
 
 def read_device(ipr, index):
     """Root and ingress qdiscs of a device, with an htb root's default class and its leaf."""
     qdiscs = [m for m in ipr.get_qdiscs(index=index) if m["index"] == index]
-    state = {"root": None, "ingress": None, "class": None, "leaf": None, "stats": {}}
+    links = ipr.get_links(index)
+    state = {"root": None, "ingress": None, "class": None, "leaf": None, "stats": {},
+             "txqueuelen": links[0].get_attr("IFLA_TXQLEN") if links else None}
     root_msg = None
     for msg in qdiscs:
         if msg["parent"] == TC_H_ROOT:
@@ -373,6 +475,14 @@ def handle_str(handle):
     return "%x:" % (handle >> 16) if handle & 0xFFFF == 0 else "%x:%x" % (handle >> 16, handle & 0xFFFF)
 
 
+# the kernel's own units and handles: compared and used to put things back, not shown
+_RAW_KEYS = ("handle", "default_class", "limit_bytes", "buffer", "cbuffer")
+
+
+def _shown(view):
+    return dict((k, v) for k, v in view.items() if k not in _RAW_KEYS)
+
+
 def public_view(state, ingress):
     """The qdisc as the user sees it in diff and return values (rates in bytes per second)."""
     if ingress:
@@ -380,23 +490,35 @@ def public_view(state, ingress):
     root = state["root"]
     if root is None:
         return None
-    view = dict((k, v) for k, v in root.items() if k not in ("handle", "default_class", "limit_bytes"))
+    view = dict((k, v) for k, v in root.items() if k not in _RAW_KEYS)
     view["handle"] = handle_str(root["handle"])
     if root["handle"] == 0:
         view["default"] = True  # the kernel's own choice (noqueue, pfifo_fast, mq, ...)
     if root["kind"] == "htb":
-        view["class"] = dict((k, v) for k, v in (state["class"] or {}).items() if k != "handle") or None
+        view["class"] = dict((k, v) for k, v in (state["class"] or {}).items() if k not in _RAW_KEYS) or None
         leaf = state["leaf"]
         view["leaf"] = dict((k, v) for k, v in leaf.items() if k != "handle") if leaf else None
     return view
 
 
 def _leaf_matches(actual, kind, options):
+    """Whether a qdisc (a leaf or an fq_codel/pfifo root) is ``kind`` with the given options, in the
+    kernel's units; options not given are not compared."""
     if kind == "none":
         return actual is None
     if actual is None or actual["kind"] != kind:
         return False
-    return all(actual.get(k) == v for k, v in options.items())
+    return all(actual.get(k) == v for k, v in kernel_options(options).items())
+
+
+def needs_replace(actual, kind, options):
+    """What the kernel cannot change in place on an existing qdisc of the same kind (fq_codel's
+    ``flows``), as ``(option, old, new)``; None when a change request will do."""
+    if actual is None or actual["kind"] != kind or kind != "fq_codel" or "flows" not in options:
+        return None
+    if actual.get("flows") != options["flows"]:
+        return ("flows", actual.get("flows"), options["flows"])
+    return None
 
 
 def root_matches(spec, state):
@@ -409,15 +531,13 @@ def root_matches(spec, state):
 
 
 def _class_matches(spec, cls):
-    o = spec.options
-    return (cls is not None and cls["rate"] == o["rate"] and cls["ceil"] == o["ceil"]
-            and bursts_equal(cls["burst"], o["burst"], o["rate"]) and bursts_equal(cls["cburst"], o["cburst"], o["ceil"]))
+    want = kernel_class(spec.options)
+    return cls is not None and all(cls.get(k) == want[k] for k in ("rate", "ceil", "buffer", "cbuffer"))
 
 
 def _tbf_matches(spec, root):
-    o = spec.options
-    return (root["rate"] == o["rate"] and bursts_equal(root["burst"], o["burst"], o["rate"])
-            and abs(root["latency"] - o["latency"]) <= 2 + o["latency"] // 1000)
+    want = kernel_tbf(spec.options)
+    return all(root.get(k) == want[k] for k in ("rate", "buffer", "limit_bytes"))
 
 
 # -- planning -----------------------------------------------------------------------------------
@@ -444,9 +564,10 @@ def plan(spec, ipr, index):
         if root is not None and root["handle"] != 0:
             actions.append({"action": "del_root", "old": state})
         return actions, state
-    if not root_matches(spec, state):
+    replace = needs_replace(root, spec.kind, spec.options) if spec.kind != "htb" else None
+    if not root_matches(spec, state) or replace:
         new_handle = 0x20000 if root is not None and root["handle"] == 0x10000 else 0x10000
-        actions.append({"action": "graft_root", "handle": new_handle, "old": state})
+        actions.append({"action": "graft_root", "handle": new_handle, "old": state, "why": replace})
         if spec.kind == "htb":
             actions.append({"action": "add_class", "handle": new_handle | CLASS_MINOR})
             if spec.leaf != "none":
@@ -456,8 +577,13 @@ def plan(spec, ipr, index):
     if spec.kind == "htb":
         if not _class_matches(spec, state["class"]):
             actions.append({"action": "change_class", "handle": handle | CLASS_MINOR, "old": state["class"]})
-        if not _leaf_matches(state["leaf"], spec.leaf, spec.leaf_options):
-            old_leaf = state["leaf"]
+        old_leaf = state["leaf"]
+        replace = needs_replace(old_leaf, spec.leaf, spec.leaf_options)
+        if replace:
+            actions.append({"action": "replace_leaf", "handle": old_leaf["handle"],
+                            "new_handle": LEAF_HANDLE if old_leaf["handle"] != LEAF_HANDLE else LEAF_HANDLE_ALT,
+                            "parent": handle | CLASS_MINOR, "old": old_leaf, "why": replace})
+        elif not _leaf_matches(old_leaf, spec.leaf, spec.leaf_options):
             if old_leaf is not None and spec.leaf != "none" and old_leaf["kind"] == spec.leaf:
                 actions.append({"action": "change_leaf", "handle": old_leaf["handle"],
                                 "parent": handle | CLASS_MINOR, "old": old_leaf})
@@ -487,8 +613,13 @@ def describe(spec, action):
         return "delete root qdisc %s on %s (the kernel's default comes back)" % (
             _describe_root(action["old"]["root"]), dev)
     if kind == "graft_root":
-        return "replace root qdisc %s on %s with %s %s" % (
-            _describe_root(action["old"]["root"]), dev, spec.kind, handle_str(action["handle"]))
+        return "replace root qdisc %s on %s with %s %s%s" % (
+            _describe_root(action["old"]["root"]), dev, spec.kind, handle_str(action["handle"]),
+            _why(action.get("why"), spec.options))
+    if kind == "replace_leaf":
+        return "replace %s leaf %s under class %s on %s with %s %s%s" % (
+            action["old"]["kind"], handle_str(action["handle"]), handle_str(action["parent"]), dev, spec.leaf,
+            handle_str(action["new_handle"]), _why(action["why"], spec.leaf_options))
     o = spec.options
     if kind in ("add_class", "change_class"):
         text = "rate %s ceil %s burst %d cburst %d" % (format_rate(o["rate"]), format_rate(o["ceil"]), o["burst"],
@@ -510,6 +641,12 @@ def describe(spec, action):
     return "change root %s %s on %s: %s" % (spec.kind, handle_str(action["handle"]), dev, _options_text(o))
 
 
+def _why(why, options):
+    if not why:
+        return ""
+    return " %s (%s %s -> %s cannot change in place)" % ((_options_text(options),) + tuple(why))
+
+
 def _options_text(options):
     parts = []
     for key in sorted(options):
@@ -524,9 +661,11 @@ def _options_text(options):
 
 # -- applying -----------------------------------------------------------------------------------
 
-def _fq_codel_kwargs(options):
+def _fq_codel_kwargs(options, change):
     kwargs = {}
     for name, value in options.items():
+        if name == "flows" and change:
+            continue  # the kernel refuses flows on an existing fq_codel, even unchanged (EINVAL)
         if name in ("target", "interval"):
             kwargs["fqc_" + name] = "%dus" % value
         elif name == "ecn":
@@ -536,22 +675,58 @@ def _fq_codel_kwargs(options):
     return kwargs
 
 
-def qdisc_kwargs(kind, options):
-    """The pyroute2 ``tc()`` keyword arguments for a qdisc of ``kind`` with spec ``options``."""
+def _burst_for_ticks(rate, ticks):
+    """A burst in bytes that pyroute2 turns into exactly ``ticks`` at ``rate`` (to put a qdisc back as
+    it was), or the nearest one where no whole number of bytes does."""
+    guess = ticks_to_bytes(ticks, rate)
+    candidates = [b for b in range(max(1, guess - 3), guess + 4)]
+    return min(candidates, key=lambda b: (abs(xmit_ticks(rate, b) - ticks), abs(b - guess)))
+
+
+def qdisc_kwargs(kind, options, change=False, txqueuelen=None):
+    """The pyroute2 ``tc()`` keyword arguments for a qdisc of ``kind`` with spec ``options``.
+
+    A pfifo without ``limit`` gets the device's txqueuelen, the kernel's own default (pyroute2 would
+    send 0, which drops every packet); ``change`` leaves out what the kernel cannot change in place.
+    """
     if kind == "htb":
         return {"default": CLASS_MINOR}
     if kind == "tbf":
-        return {"rate": options["rate"], "burst": options["burst"], "latency": "%dus" % options["latency"]}
+        return {"rate": options["rate"], "burst": options["burst"],
+                "limit": tbf_limit(options["rate"], options["latency"], options["burst"])}
     if kind == "fq_codel":
-        return _fq_codel_kwargs(options)
+        return _fq_codel_kwargs(options, change)
     if kind == "pfifo":
-        return {"limit": options["limit"]} if "limit" in options else {}
+        if "limit" in options:
+            return {"limit": options["limit"]}
+        return {} if change else {"limit": max(txqueuelen or 0, 1) if txqueuelen is not None else 1000}
     return {}
+
+
+def _kwargs_to_restore(view, change=False):
+    """``qdisc_kwargs`` that put back a qdisc as ``read_device`` saw it, in the kernel's units."""
+    kind = view["kind"]
+    if kind == "tbf":
+        burst = _burst_for_ticks(view["rate"], view["buffer"])
+        return {"rate": view["rate"], "burst": burst, "limit": view["limit_bytes"]}
+    if kind == "fq_codel":
+        options = dict((k, view[k]) for k in FQ_CODEL_OPTIONS if view.get(k) is not None)
+        for name in ("target", "interval"):
+            if name in options:
+                options[name] = codel_usec_for(options[name])
+        return _fq_codel_kwargs(options, change)
+    return qdisc_kwargs(kind, view, change=change)
 
 
 def class_kwargs(options, root_handle):
     return {"parent": root_handle, "rate": options["rate"], "ceil": options["ceil"], "burst": options["burst"],
             "cburst": options["cburst"]}
+
+
+def _class_to_restore(view, root_handle):
+    return {"parent": root_handle, "rate": view["rate"], "ceil": view["ceil"],
+            "burst": _burst_for_ticks(view["rate"], view["buffer"]),
+            "cburst": _burst_for_ticks(view["ceil"], view["cbuffer"])}
 
 
 def _missing(kind, parent):
@@ -591,13 +766,13 @@ def _restore(ipr, index, old):
     kind = root["kind"]
     if kind == "htb" and old["class"] is not None:
         ipr.tc("add", "htb", index, root["handle"], default=root.get("default_class") or CLASS_MINOR)
-        ipr.tc("add-class", "htb", index, old["class"]["handle"], **class_kwargs(old["class"], root["handle"]))
+        ipr.tc("add-class", "htb", index, old["class"]["handle"], **_class_to_restore(old["class"], root["handle"]))
         leaf = old["leaf"]
         if leaf is not None:
             ipr.tc("add", leaf["kind"], index, leaf["handle"], parent=old["class"]["handle"],
-                   **qdisc_kwargs(leaf["kind"], leaf))
+                   **_kwargs_to_restore(leaf))
     elif kind in ("tbf", "fq_codel", "pfifo"):
-        ipr.tc("add", kind, index, root["handle"], **qdisc_kwargs(kind, root))
+        ipr.tc("add", kind, index, root["handle"], **_kwargs_to_restore(root))
     else:
         raise RuntimeError("cannot put back the previous %s qdisc; the kernel's default is in place" % kind)
 
@@ -610,7 +785,7 @@ def _delete_root(ipr, index):
             raise
 
 
-def _step(spec, ipr, index, action):
+def _step(spec, ipr, index, action, txqueuelen):  # pylint: disable=too-many-return-statements
     kind = action["action"]
     if kind == "add_ingress":
         return (lambda: _tc(ipr, "add", "ingress", index, INGRESS_HANDLE),
@@ -622,7 +797,7 @@ def _step(spec, ipr, index, action):
         return (lambda: _delete_root(ipr, index)), (lambda: _restore(ipr, index, action["old"]))
     if kind == "graft_root":
         return ((lambda: _tc(ipr, "replace", spec.kind, index, action["handle"],
-                             **qdisc_kwargs(spec.kind, spec.options))),
+                             **qdisc_kwargs(spec.kind, spec.options, txqueuelen=txqueuelen))),
                 (lambda: _restore(ipr, index, action["old"])))
     if kind == "add_class":
         return (lambda: ipr.tc("add-class", "htb", index, action["handle"],
@@ -632,26 +807,31 @@ def _step(spec, ipr, index, action):
         return ((lambda: ipr.tc("change-class", "htb", index, action["handle"],
                                 **class_kwargs(spec.options, action["handle"] & 0xFFFF0000))),
                 (lambda: ipr.tc("change-class", "htb", index, action["handle"],
-                                **class_kwargs(old, action["handle"] & 0xFFFF0000))))
+                                **_class_to_restore(old, action["handle"] & 0xFFFF0000))))
+    old = action.get("old")
+    parent = action.get("parent")
     if kind == "add_leaf":
-        return ((lambda: _tc(ipr, "add", spec.leaf, index, LEAF_HANDLE, parent=action["parent"],
-                             **qdisc_kwargs(spec.leaf, spec.leaf_options))),
-                (lambda: ipr.tc("del", None, index, LEAF_HANDLE, parent=action["parent"])))
+        return ((lambda: _tc(ipr, "add", spec.leaf, index, LEAF_HANDLE, parent=parent,
+                             **qdisc_kwargs(spec.leaf, spec.leaf_options, txqueuelen=txqueuelen))),
+                (lambda: ipr.tc("del", None, index, LEAF_HANDLE, parent=parent)))
     if kind == "del_leaf":
-        old = action["old"]
-        return ((lambda: ipr.tc("del", None, index, old["handle"], parent=action["parent"])),
-                (lambda: ipr.tc("add", old["kind"], index, old["handle"], parent=action["parent"],
-                                **qdisc_kwargs(old["kind"], old))))
+        return ((lambda: ipr.tc("del", None, index, old["handle"], parent=parent)),
+                (lambda: ipr.tc("add", old["kind"], index, old["handle"], parent=parent, **_kwargs_to_restore(old))))
+    if kind == "replace_leaf":
+        # one request grafts the new leaf in place of the old: the class is never without its leaf
+        return ((lambda: _tc(ipr, "replace", spec.leaf, index, action["new_handle"], parent=parent,
+                             **qdisc_kwargs(spec.leaf, spec.leaf_options, txqueuelen=txqueuelen))),
+                (lambda: ipr.tc("replace", old["kind"], index, old["handle"], parent=parent,
+                                **_kwargs_to_restore(old))))
     if kind == "change_leaf":
-        old = action["old"]
-        return ((lambda: ipr.tc("change", spec.leaf, index, old["handle"], parent=action["parent"],
-                                **qdisc_kwargs(spec.leaf, spec.leaf_options))),
-                (lambda: ipr.tc("change", old["kind"], index, old["handle"], parent=action["parent"],
-                                **qdisc_kwargs(old["kind"], old))))
+        return ((lambda: ipr.tc("change", spec.leaf, index, old["handle"], parent=parent,
+                                **qdisc_kwargs(spec.leaf, spec.leaf_options, change=True))),
+                (lambda: ipr.tc("change", old["kind"], index, old["handle"], parent=parent,
+                                **_kwargs_to_restore(old, change=True))))
     if kind == "change_root":
-        old = action["old"]
-        return ((lambda: ipr.tc("change", spec.kind, index, action["handle"], **qdisc_kwargs(spec.kind, spec.options))),
-                (lambda: ipr.tc("change", old["kind"], index, action["handle"], **qdisc_kwargs(old["kind"], old))))
+        return ((lambda: ipr.tc("change", spec.kind, index, action["handle"],
+                                **qdisc_kwargs(spec.kind, spec.options, change=True))),
+                (lambda: ipr.tc("change", old["kind"], index, action["handle"], **_kwargs_to_restore(old, change=True))))
     raise ValueError("unknown action %r" % kind)
 
 
@@ -695,7 +875,7 @@ def converge(spec, check_mode=False):
             txn = Transaction()
             steps = []
             for action, text in zip(actions, result["changes"]):
-                do, undo = _step(spec, ipr, index, action)
+                do, undo = _step(spec, ipr, index, action, state["txqueuelen"])
                 steps.append(lambda t, d=text, do=do, undo=undo: t.step(d, do, undo))
             try:
                 txn.run(spec.device, steps)
@@ -708,7 +888,7 @@ def converge(spec, check_mode=False):
             state = read_device(ipr, index)
             result["after"] = public_view(state, spec.ingress)
         elif actions:
-            result["after"] = _predict(spec, state)
+            result["after"] = _predict(spec, state, actions)
         else:
             result["after"] = before
         result["qdisc"] = public_view(state, spec.ingress) if spec.state == "present" else None
@@ -718,16 +898,13 @@ def converge(spec, check_mode=False):
         ipr.close()
 
 
-def _predict(spec, state):
+def _predict(spec, state, actions):
     """The view check mode promises (options the kernel fills in are left out)."""
     if spec.ingress:
         return {"kind": "ingress"} if spec.state == "present" else None
     if spec.state == "absent":
         return {"kind": "(kernel default)", "default": True}
     desired = spec.desired()
-    root = state["root"]
-    if root_matches(spec, state):
-        desired["handle"] = handle_str(root["handle"])
-    else:
-        desired["handle"] = handle_str(0x20000 if root is not None and root["handle"] == 0x10000 else 0x10000)
+    grafted = [a["handle"] for a in actions if a["action"] == "graft_root"]
+    desired["handle"] = handle_str(grafted[0] if grafted else state["root"]["handle"])
     return desired

@@ -7,7 +7,10 @@ fq_codel leaf is checked here, down to the encoded TCA_FQ_CODEL_* attributes.
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.tcmsg import common as tc_common
 from pyroute2.netlink.rtnl.tcmsg import sched_fq_codel, tcmsg
 
 from module_utils import tc
@@ -84,11 +87,50 @@ def test_bad_specs_name_the_field(kwargs, field, reason):
     assert err.value.field == field and reason in err.value.reason, str(err.value)
 
 
-def test_bursts_tolerate_tick_rounding():
-    rate = tc.parse_rate("rate", "50mbit")
-    ticks = int(int(1e6 * 65536 / rate) * tc._tick_in_usec())  # what the kernel keeps
-    assert tc.bursts_equal(tc.ticks_to_bytes(ticks, rate), 65536, rate)
-    assert not tc.bursts_equal(tc.ticks_to_bytes(ticks, rate), 70000, rate)
+@settings(max_examples=2000, deadline=None)
+@given(rate=st.integers(1, tc.MAX_RATE), size=st.integers(1, tc.MAX_RATE))
+def test_ticks_are_what_pyroute2_sends(rate, size):
+    """The plan's ticks are the ones pyroute2 computes for a request, so the kernel reads back exactly them."""
+    assert tc.xmit_ticks(rate, size) == tc_common.calc_xmittime(rate, size)
+
+
+@given(st.integers(0, tc.MAX_U32))
+def test_codel_times_put_back_exactly(usec):
+    """A time read back (in the kernel's 1024 ns units) can be sent again and reads back the same."""
+    readback = tc.codel_readback(usec)
+    assert readback <= usec and tc.codel_readback(tc.codel_usec_for(readback)) == readback
+
+
+def test_codel_readback_is_the_kernels():
+    # measured on Debian's 6.1 (kernel-vm.md): 5ms reads 4999us, 100ms 99999us, 1ms 999us; multiples of 128us exact
+    assert [tc.codel_readback(u) for u in (5000, 100000, 1000, 128, 256000)] == [4999, 99999, 999, 128, 256000]
+
+
+@pytest.mark.parametrize("rate", ["64bit", "1kbit", "100kbit", "10mbit", "34gbit"])
+@pytest.mark.parametrize("kind,max_ticks", [("htb", tc.MAX_U32), ("tbf", tc.TBF_MAX_BUFFER_TICKS)])
+def test_default_burst_fits_the_kernels_field(rate, kind, max_ticks):
+    spec = tc.QdiscSpec("lo", kind=kind, rate=rate)
+    assert 1 <= tc.xmit_ticks(spec.options["rate"], spec.options["burst"]) <= max_ticks
+    if spec.options["rate"] >= 15140:
+        assert spec.options["burst"] >= 15140
+
+
+def test_a_burst_the_kernel_cannot_hold_is_named():
+    with pytest.raises(ValidationError) as err:
+        tc.QdiscSpec("lo", kind="tbf", rate="1kbit", burst="64kb")
+    assert err.value.field == "burst" and "largest burst at this rate: 536 bytes" in err.value.reason
+    with pytest.raises(ValidationError) as err:
+        tc.QdiscSpec("lo", kind="htb", rate="1kbit", ceil="2kbit", cburst="1m")
+    assert err.value.field == "cburst"
+
+
+class FakeLink(dict):
+    def __init__(self, txqueuelen):
+        super().__init__()
+        self.txqueuelen = txqueuelen
+
+    def get_attr(self, name):
+        return self.txqueuelen if name == "IFLA_TXQLEN" else None
 
 
 class FakeIpr:
@@ -100,6 +142,9 @@ class FakeIpr:
 
     def link_lookup(self, ifname):
         return [7]
+
+    def get_links(self, index):
+        return [FakeLink(txqueuelen=300)]
 
     def get_qdiscs(self, index):
         return []
@@ -163,8 +208,17 @@ def test_missing_fq_codel_is_named_and_the_graft_is_undone(monkeypatch):
     assert err.value.field == "kind" and "sch_fq_codel" in err.value.reason
 
 
-def test_pfifo_limit_is_always_sent():
-    assert tc.qdisc_kwargs("pfifo", tc.QdiscSpec("lo", kind="pfifo").options) == {"limit": 1000}
+def test_pfifo_without_limit_gets_the_kernels_default(monkeypatch):
+    """pyroute2 would send limit 0 (a queue that drops everything): a new pfifo gets the device's
+    txqueuelen, as the kernel does without options; a change leaves the limit alone."""
+    fake = FakeIpr()
+    _converge(monkeypatch, fake, kind="pfifo")
+    assert fake.calls == [("replace", "pfifo", 7, 0x10000, {"limit": 300})]
+    assert tc.qdisc_kwargs("pfifo", {}, change=True) == {}
+
+
+def test_a_change_of_fq_codel_never_sends_flows():
+    assert tc.qdisc_kwargs("fq_codel", {"flows": 512, "target": 5000}, change=True) == {"fqc_target": "5000us"}
 
 
 HUGE = "1" + "0" * 400

@@ -19,10 +19,14 @@ description:
   - Only what differs is changed - a new rate is a change of the htb class, not a new tree. A different root
     kind is grafted in one request that replaces the old root, so the device is never without a qdisc.
     If a later step fails, the old root is put back from what was read before the run.
-  - Idempotence compares what the kernel reports. Rates are compared exactly; bursts are kept by the kernel
-    as scheduler ticks, so a burst read back within that rounding counts as unchanged.
-  - Options the task does not give (for example fq_codel's O(flows)) are left to the kernel's defaults and
-    not compared.
+  - Idempotence compares what the kernel reports with what it would store for the task, in the kernel's own
+    units. Rates are bytes per second, exact. Bursts are kept as scheduler ticks and codel times
+    (O(target), O(interval)) in 1024 ns units, so O(target=5ms) reads back as 4999 microseconds; the
+    module shows and compares those values, and a second run reports no change.
+  - Options the task does not give (for example fq_codel's O(flows), or a pfifo's O(limit)) are left as
+    they are - the kernel's defaults on a new qdisc - and not compared.
+  - The kernel cannot change fq_codel's O(flows) in place; a different O(flows) replaces that qdisc (the root,
+    or the htb leaf) in one request, and check mode and diff say so.
   - A qdisc kind the kernel lacks (many kernels are built without C(sch_fq_codel)) is an error naming the
     option, in check mode too (check mode asks a throwaway network namespace), and changes nothing.
   - The htb layout is fixed - root C(1:) (or C(2:) after a change of kind), default class C(<root>:10)
@@ -67,7 +71,7 @@ options:
     description:
       - The rate limit (V(htb), V(tbf)), as tc writes it - V(10mbit), V(1.5gbit), V(800kbit), V(125kbps) (bytes) -
         or a bare number of bytes per second (unlike tc, where a bare number is bits).
-      - At most 34.3 Gbit/s.
+      - From 64 bit/s (the lowest rate whose rate table fits the kernel's 32-bit fields) to 34.3 Gbit/s.
     type: str
   rate_per_cpu:
     description:
@@ -90,6 +94,9 @@ options:
     description:
       - Bytes that may be sent at once above the rate (V(htb), V(tbf)), as V(32kb) (binary units, as tc) or a
         number of bytes. Default is what the rate sends in 10 ms, at least 15140 bytes (ten full frames).
+      - The kernel keeps a burst as the time it takes at the rate - at most about 274 s for htb and 4.29 s for
+        tbf - so at very low rates the default is smaller and a larger burst is refused, naming the largest.
+        A tbf burst below the device's MTU passes no full-size packet.
     type: str
   cburst:
     description: Burst at O(ceil) for the htb class. Default is O(burst).
@@ -108,7 +115,9 @@ options:
     type: str
     choices: [fq_codel, pfifo, none]
   flows:
-    description: fq_codel - number of flow queues (1-65536). Kernel default (1024) when omitted.
+    description:
+      - fq_codel - number of flow queues (1-65536). Kernel default (1024) when omitted.
+      - The kernel cannot change it on an existing fq_codel, so a different value replaces the qdisc.
     type: int
   target:
     description: fq_codel - acceptable standing queue delay, as V(5ms). Kernel default (5 ms) when omitted.
@@ -121,8 +130,9 @@ options:
     type: bool
   limit:
     description:
-      - Queue length in packets of V(fq_codel) or V(pfifo) (alone or as the htb leaf). Kernel default when
-        omitted.
+      - Queue length in packets of V(fq_codel) or V(pfifo) (alone or as the htb leaf).
+      - When omitted, a new qdisc gets the kernel's default (for pfifo, the device's C(txqueuelen)) and an
+        existing one keeps its limit.
     type: int
 extends_documentation_fragment:
   - hostnet.isolation.attributes

@@ -350,6 +350,39 @@ def test_cgroup_root_is_found_on_this_layout_and_the_violator_killed(host, cg):
     assert [a["action"] for a in report["actions"]] == ["killed"] and cg.pids("web") == []
 
 
+def test_the_demos_planted_violation_lands_in_the_tasks_cgroup_and_is_killed(host, cg):
+    """playbooks/tasks/plant_violation.yml (make demo, molecule fleet) on this layout: the cgroup v2
+    mount comes from the capabilities facts, the watcher finds it on its own."""
+    web = cg.make("web")
+    path = write_config(host, {"mode": "enforce", "cgroup_root": None, "watch_interval": 0.5,
+                               "tasks": [{"name": "web", "cgroup": web, "ports": "31000-31009"}]})
+    host.sh("mount -t tmpfs -o mode=1777 tmp /tmp")  # the task file's /tmp/hostnet-violation.out stays in here
+    daemon = host.spawn(["/usr/bin/python3", WATCHER, "--config", path])
+    try:
+        play = PLANT_PLAY % (os.path.join(REPO, "playbooks", "tasks", "plant_violation.yml"), web)
+        code, _stats, results = run_playbook(host, play, INTERPRETERS["os-pyroute2-0.7"])
+        assert code == 0, [r for r in results if r.get("failed")]
+        planted = [r for r in results if r["_task"].startswith("Start a process in the task's cgroup")][0]
+        assert planted["stdout"].splitlines()[-1] == "procs: 0", planted["stdout"]
+        (event,) = [e for e in events(host) if e["event"] == "violation"]
+        assert event["cgroup"] == "%s/%s" % (CGROOT, web) and event["action"] == "killed"
+        assert event["resources"][0]["ranges"] == [{"begin": 31999, "end": 31999}]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+
+
+PLANT_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plant the violation
+      ansible.builtin.include_tasks: %s
+      vars:
+        hostnet_violation_task: {ports: "31000-31009", cgroup: "%s"}
+"""
+
+
 @pytest.fixture
 def v1_only(host):
     """The hermetic host made a cgroup v1-only host: a tmpfs at /sys/fs/cgroup and, where the kernel

@@ -272,7 +272,7 @@ def test_daemon_logs_once_per_change_reloads_and_keeps_the_last_good_policy(host
         daemon.wait(timeout=10)
 
 
-def _wait(condition, timeout=10):
+def _wait(condition, timeout=60):  # a bound, not a pace: a daemon starts in ~1 s here, 10-20 s in a loaded TCG VM
     deadline = time.time() + timeout
     while time.time() < deadline:
         if condition():

@@ -21,7 +21,8 @@ __metaclass__ = type
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_SUPER_MAGIC = 0x27E0EB
 # cgroup v1 mount options that are not controllers
-_CGROUP_V1_OPTIONS = ("rw", "ro", "seclabel", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "none", "favordynmods")
+_CGROUP_V1_OPTIONS = ("rw", "ro", "seclabel", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "none",
+                      "favordynmods")
 _MAGIC = {"cgroup2": CGROUP2_SUPER_MAGIC, "cgroup": CGROUP_SUPER_MAGIC}
 
 

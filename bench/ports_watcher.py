@@ -8,7 +8,9 @@ Inside a hermetic host (its own network namespace), ``--tasks`` cgroup v2 direct
 ``--sockets-per-task`` TCP listeners. Ten holder processes create them: a socket belongs to the
 cgroup its creator was in when it was made, so each holder moves through a tenth of the cgroups,
 making that cgroup's sockets as it passes. The watcher then scans with every task in its policy
-(one unassigned port per task, so every task is in violation and reported).
+(one unassigned port per task, so every task is in violation and reported). Either cgroup layout
+will do: the machine's cgroup2 mount (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host)
+is found by the core's detection.
 
 Printed: the watcher's in-process scan (wall and CPU) and the whole ``--once`` run (Python start-up
 and policy load included, and its peak RSS), next to ``ss -tln`` (the netlink floor) and
@@ -29,11 +31,12 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "plugins"))
 
 from harness.hermetic import HermeticHost  # noqa: E402  pylint: disable=wrong-import-position
+from module_utils import cgroups  # noqa: E402  pylint: disable=wrong-import-position
 
 WATCHER = os.path.join(REPO, ".build", "watcher", "hostnet-ports-watcher")
-OUTER = "/sys/fs/cgroup/unified"
 
 HOLDER = textwrap.dedent(r"""
     import os, socket, sys, time
@@ -68,8 +71,11 @@ def main():
     args = parser.parse_args()
     if not os.path.exists(WATCHER):
         sys.exit("build the watcher first: make watcher")
+    machine_root = cgroups.cgroup2_root()  # /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host
+    if machine_root is None:
+        sys.exit("needs cgroup v2: this host has no cgroup2 mounted (cgroup mode %s)" % cgroups.host_layout()["mode"])
     base_name = "hn-bench-%s" % uuid.uuid4().hex[:8]
-    outer = os.path.join(OUTER, base_name)
+    outer = os.path.join(machine_root, base_name)
     os.mkdir(outer)
     for t in range(args.tasks):
         os.mkdir(os.path.join(outer, "t%d" % t))
@@ -128,6 +134,7 @@ def main():
         med = dict((k, statistics.median(v)) for k, v in runs.items())
         print("ports watcher scan: %d tasks, %d listening sockets, %d tasks in violation (median of %d)"
               % (args.tasks, listeners, violations, args.repeat))
+        print("  cgroup layout: %s (the machine's cgroup2 at %s)" % (cgroups.host_layout()["mode"], machine_root))
         print("  %-34s %8.1f ms" % ("daemon's first scan (wall)", daemon["first"] * 1e3))
         print("  %-34s %8.1f ms" % ("daemon's later scans (wall)", med["scan"] * 1e3))
         print("  %-34s %8.1f ms" % ("daemon's later scans (CPU)", med["scan_cpu"] * 1e3))

@@ -26,7 +26,7 @@ import socket
 import struct
 import subprocess
 
-from . import netlink, nsutil
+from . import cgroups, netlink, nsutil
 from .errors import ValidationError
 from .portmap_ipt import parse_iptables_version
 
@@ -59,8 +59,6 @@ _BPF_PROG_LOAD = 5
 _BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
 _BPF_CGROUP_INET4_BIND = 8
 _BPF_CGROUP_INET6_BIND = 9
-# cgroup v1 mount options that are not controllers
-_CGROUP_V1_OPTIONS = ("rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "none", "favordynmods")
 
 
 def _cap(available, probe, detail="", **extra):
@@ -113,28 +111,21 @@ def probe_iptables():
             _cap(wait_ok, probe, "iptables %s %s 1.4.20" % (version, ">=" if wait_ok else "<"), version=version))
 
 
-def cgroup_layout(mountinfo_lines):
+def cgroup_layout(mountinfo_lines, visible=None):
     """{"mode": v1|v2|hybrid|none, "v2_mount", "v1_controllers"} from /proc/self/mountinfo lines."""
-    v2 = []
-    v1 = []
-    for line in mountinfo_lines:
-        pre, _sep, post = line.partition(" - ")
-        fields = pre.split()
-        fstype, _source, superopts = (post.split() + ["", "", ""])[:3]
-        if fstype == "cgroup2":
-            v2.append(fields[4])
-        elif fstype == "cgroup":
-            v1.extend(o for o in superopts.split(",") if o not in _CGROUP_V1_OPTIONS and "=" not in o)
-    mode = "v2" if v2 and not v1 else ("hybrid" if v2 else ("v1" if v1 else "none"))
-    return {"mode": mode, "v2_mount": v2[0] if v2 else None, "v1_controllers": sorted(set(v1))}
+    return cgroups.layout(mountinfo_lines, visible)
 
 
-def probe_cgroups():
-    with open("/proc/self/mountinfo") as f:
-        info = cgroup_layout(f)
-    return info, _cap(bool(info["v2_mount"]), "/proc/self/mountinfo",
-                      "cgroup mode %s, v2 at %s" % (info["mode"], info["v2_mount"] or "(none)"),
-                      mount=info["v2_mount"])
+def probe_cgroups(mountinfo_lines=None):
+    """The cgroup layout and the ``cgroup_v2`` entry: this host's (hidden mounts left out), or of
+    the mountinfo lines given."""
+    info = cgroups.host_layout() if mountinfo_lines is None else cgroup_layout(mountinfo_lines)
+    if info["v2_mount"]:
+        detail = "cgroup mode %s, v2 at %s" % (info["mode"], info["v2_mount"])
+    else:
+        detail = "cgroup mode %s: no cgroup2 file system mounted%s" % (
+            info["mode"], " (cgroup v1 only: %s)" % ", ".join(info["v1_controllers"]) if info["v1_controllers"] else "")
+    return info, _cap(bool(info["v2_mount"]), "/proc/self/mountinfo", detail, mount=info["v2_mount"])
 
 
 def _bpf_prog_load(attach_type):

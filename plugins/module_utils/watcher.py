@@ -33,36 +33,30 @@ import syslog
 import time
 
 from . import portranges, sockdiag
+from .cgroups import cgroup2_root, is_cgroup2
 from . import watcher_policy as wp
 from .errors import ValidationError
 from .watcher_judge import TaskScan, judge, ports_ranges, ports_text
 
 UNIT_RECHECK = 5.0
 REASON = "CONTAINER_LIMITATION"
+NO_CGROUP2 = ("not given, and no cgroup v2 hierarchy is mounted here (no cgroup2 file system: a cgroup "
+              "v1-only host); mount cgroup2, or set cgroup_root to the cgroup v1 hierarchy holding the tasks "
+              "(such as /sys/fs/cgroup/freezer)")
 
 
 def load_config(path):
-    """The configuration; ``cgroup_root`` defaults to where cgroup v2 is mounted."""
+    """The configuration; ``cgroup_root`` defaults to where cgroup v2 is mounted, and without it
+    (a cgroup v1-only host) must be given: ValidationError naming it otherwise."""
     config = wp.read_config(path)
     if config.cgroup_root is None:
         config.cgroup_root = cgroup2_root()
+        if config.cgroup_root is None:
+            raise ValidationError("cgroup_root", NO_CGROUP2)
     return config
 
 
 # -- cgroups -------------------------------------------------------------------------------------
-
-def cgroup2_root():
-    """Where cgroup v2 is mounted (/sys/fs/cgroup or, on hybrid hosts, /sys/fs/cgroup/unified)."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _sep, right = line.partition(" - ")
-                if right.split()[0] == "cgroup2":
-                    return left.split()[4]
-    except (IOError, OSError):
-        pass
-    return None
-
 
 def own_cgroup(root):
     """This process's cgroup in the hierarchy holding ``root``, relative to ``root`` ('' when it is
@@ -99,30 +93,6 @@ def own_cgroup(root):
         return None
     rel = posixpath.relpath(mine, root)
     return "" if rel == "." else rel
-
-
-def is_cgroup2(path):
-    """Whether ``path`` is on a cgroup v2 file system (statfs magic CGROUP2_SUPER_MAGIC)."""
-    try:
-        return _fs_magic(path) == 0x63677270
-    except OSError:
-        return False
-
-
-_STATFS = []
-
-
-def _fs_magic(path):
-    import ctypes
-    if not _STATFS:
-        class StatFs(ctypes.Structure):
-            _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
-        _STATFS.append((ctypes.CDLL(None, use_errno=True), StatFs))
-    libc, statfs_type = _STATFS[0]
-    buf = statfs_type()
-    if libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
-        raise OSError(ctypes.get_errno(), "statfs %s" % path)
-    return buf.f_type & 0xFFFFFFFF
 
 
 def _child_ids(path, out):

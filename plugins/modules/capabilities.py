@@ -15,7 +15,7 @@ description:
     version (Mesos agents with the ports isolators need libnl-3 and libnl-route-3 >= 3.2.26), iptables
     version, backend (nft or legacy) and C(-w) support (>= 1.4.20), nftables, the iptables comment match,
     which qdiscs (htb, tbf, fq_codel, pfifo, ingress), classifiers (u32) and actions (mirred) the kernel
-    accepts, the cgroup mode (v1, v2 or hybrid) and the v2 mount, sock_diag with socket cgroup ids, and
+    accepts, the cgroup mode (v2, hybrid, v1 or none) and the v2 mount, sock_diag with socket cgroup ids, and
     cgroup BPF bind hooks.
   - Probes that have to try something (add a qdisc, a filter, an nftables table, an iptables rule, list a
     socket) run in a child process inside a new, empty network namespace that vanishes with it, so the host's
@@ -83,7 +83,10 @@ ansible_facts:
       description:
         - One entry per capability name (the names O(require) accepts), each with C(available) (bool),
           C(probe) (how it was checked) and C(detail) (what was found), plus C(kernel), C(python),
-          C(cgroup) (mode, v2 mount, v1 controllers) and C(missing) (names that are unavailable).
+          C(cgroup) and C(missing) (names that are unavailable).
+        - C(cgroup) has C(mode) (V(v2) unified, V(hybrid) v1 controllers beside cgroup2, V(v1) without cgroup2,
+          V(none)), C(v2_mount) (where cgroup2 is mounted, V(/sys/fs/cgroup) or V(/sys/fs/cgroup/unified); null
+          without it) and C(v1_controllers); mounts hidden under a later mount do not count.
         - C(libnl) also has C(version); C(iptables) has C(version) and C(backend) (V(nft) or V(legacy));
           C(nftables) has C(version); C(pyroute2) has C(version).
       type: dict

@@ -5,22 +5,31 @@
 Each test mounts cgroup v2 inside its hermetic host, makes its task cgroups under a directory of
 its own (removed afterwards, its processes killed first), and starts listeners there. Sockets live
 in the hermetic host's network namespace, which is the one the watcher scans.
+
+They run on either cgroup layout: the machine's cgroup2 mount (/sys/fs/cgroup on a pure v2 host,
+/sys/fs/cgroup/unified on a hybrid one) is found by the core's own detection.
 """
 
 import json
 import os
 import signal
 import socket
+import sys
 import time
 import uuid
 
 import pytest
 
 from harness.hermetic import REPO
+from harness.runner import INTERPRETERS, run_module, run_playbook
+
+sys.path.insert(0, os.path.join(REPO, "plugins"))
+
+from module_utils import cgroups  # noqa: E402  pylint: disable=wrong-import-position
 
 WATCHER = os.path.join(REPO, ".build", "watcher", "hostnet-ports-watcher")
 CGROOT = "/sys/fs/cgroup"  # as mounted inside the hermetic host
-OUTER = "/sys/fs/cgroup/unified"  # the same cgroups, seen from the machine (hybrid layout)
+OUTER = cgroups.cgroup2_root()  # the same cgroups, seen from the machine: where its layout puts cgroup2
 
 LISTEN = ("import socket, sys, time\n"
           "for spec in sys.argv[1:]:\n"
@@ -73,6 +82,9 @@ class Cgroups:
 
 @pytest.fixture
 def cg(host):
+    if OUTER is None:
+        pytest.skip("needs cgroup v2, and this machine has no cgroup2 mounted (cgroup mode %s)"
+                    % cgroups.host_layout()["mode"])
     host.sh("mount -t cgroup2 none %s" % CGROOT)
     groups = Cgroups()
     try:
@@ -88,7 +100,7 @@ def start(host, cgroup, *ports, netns_of_its_own=False):
     script = "echo $$ > %s/%s/cgroup.procs && exec %s python3 /run/listen.py %s > %s" % (
         CGROOT, cgroup, "unshare --net" if netns_of_its_own else "", " ".join(ports), out)
     proc = host.spawn(["sh", "-c", script])
-    deadline = time.time() + 10
+    deadline = time.time() + 60  # a bound: well under a second here, seconds in a loaded TCG VM
     while time.time() < deadline:
         text = host.sh("cat %s 2>/dev/null || true" % out).stdout
         if len(text.splitlines()) >= len(ports):
@@ -99,6 +111,8 @@ def start(host, cgroup, *ports, netns_of_its_own=False):
 
 def write_config(host, config, policy=None):
     config.setdefault("cgroup_root", CGROOT)
+    if config["cgroup_root"] is None:  # not given: the watcher finds it
+        del config["cgroup_root"]
     config.setdefault("event_log", "/run/watcher/events.jsonl")
     config.setdefault("syslog", False)
     host.sh("mkdir -p /run/watcher/policy.d && cat > /run/watcher/config.json <<'EOF'\n%s\nEOF" % json.dumps(config))
@@ -258,7 +272,7 @@ def test_daemon_logs_once_per_change_reloads_and_keeps_the_last_good_policy(host
         daemon.wait(timeout=10)
 
 
-def _wait(condition, timeout=10):
+def _wait(condition, timeout=60):  # a bound, not a pace: a daemon starts in ~1 s here, 10-20 s in a loaded TCG VM
     deadline = time.time() + timeout
     while time.time() < deadline:
         if condition():
@@ -286,31 +300,23 @@ def test_invalid_config_exits_non_zero_naming_the_field(host, config, field):
 
 @pytest.fixture
 def v1(host):
-    """A task cgroup in the cgroup v1 freezer hierarchy (mounted inside the hermetic host too)."""
-    outer = "/sys/fs/cgroup/freezer"
-    if not os.path.isdir(outer):
-        pytest.skip("no cgroup v1 freezer hierarchy on this host")
+    """Task cgroups in a cgroup v1 freezer hierarchy mounted inside the hermetic host at /run/cgv1: on a
+    hybrid machine its own freezer hierarchy, on a pure cgroup v2 one a new hierarchy (the freezer is
+    never a v2 controller, so the kernel mounts it beside cgroup2 while it has cgroup v1 support)."""
+    mounted = host.sh("mkdir -p /run/cgv1 && mount -t cgroup -o freezer none /run/cgv1", check=False)
+    if mounted.returncode != 0:
+        pytest.skip("needs a cgroup v1 freezer hierarchy (cgroup mode here: %s), and this kernel mounts none: %s"
+                    % (cgroups.host_layout()["mode"], mounted.stderr.strip()))
     base = "hn-watch-v1-%s" % uuid.uuid4().hex[:8]
-    os.makedirs(os.path.join(outer, base, "app", "worker"))
-    host.sh("mkdir -p /run/cgv1 && mount -t cgroup -o freezer none /run/cgv1")
+    host.sh("mkdir -p /run/cgv1/%s/app/worker" % base)
     try:
         yield base
     finally:
-        for rel in ("app/worker", "app", ""):
-            path = os.path.join(outer, base, rel)
-            with open(os.path.join(path, "freezer.state"), "w") as f:
-                f.write("THAWED")
-            for pid in open(os.path.join(path, "cgroup.procs")).read().split():
-                os.kill(int(pid), signal.SIGKILL)
-        deadline = time.time() + 5
-        for rel in ("app/worker", "app", ""):
-            path = os.path.join(outer, base, rel)
-            while time.time() < deadline:
-                try:
-                    os.rmdir(path)
-                    break
-                except OSError:
-                    time.sleep(0.05)
+        # thaw and kill what is left, deepest first, then remove the cgroups (retrying while they empty)
+        host.sh("cd /run/cgv1/%s && for d in app/worker app .; do echo THAWED > $d/freezer.state;"
+                " xargs -r kill -9 < $d/cgroup.procs; done; for i in $(seq 100); do"
+                " rmdir app/worker app 2>/dev/null; [ -d app ] || break; sleep 0.05; done; cd / &&"
+                " rmdir /run/cgv1/%s" % (base, base))
 
 
 def test_cgroup_v1_tasks_are_found_through_their_processes_and_killed_with_the_freezer(host, v1):
@@ -327,7 +333,107 @@ def test_cgroup_v1_tasks_are_found_through_their_processes_and_killed_with_the_f
     assert report["violations"] == {"app": "tcp 31666"}
     assert report["actions"][0]["action"] == "killed" and report["actions"][0]["complete"] is True
     for rel in ("app", "app/worker"):
-        assert open("/sys/fs/cgroup/freezer/%s/%s/cgroup.procs" % (v1, rel)).read().split() == []
+        assert host.sh("cat /run/cgv1/%s/%s/cgroup.procs" % (v1, rel)).stdout.split() == []
+
+
+def test_cgroup_root_is_found_on_this_layout_and_the_violator_killed(host, cg):
+    """No cgroup_root: the watcher takes the cgroup2 mount it can reach. The hermetic host's own
+    mount table still lists the machine's cgroup mounts (hidden under its sysfs; on a hybrid machine
+    /sys/fs/cgroup/unified comes first), so only a reachable mount may be taken."""
+    web = cg.make("web")
+    path = write_config(host, {"mode": "enforce", "cgroup_root": None,
+                               "tasks": [{"name": "web", "cgroup": web, "ports": "31000-31009"}]})
+    start(host, web, "tcp/31001", "tcp/31999")
+    report = once(host, path)
+    assert report["tasks"]["web"]["cgroup"] == "%s/%s" % (CGROOT, web)
+    assert report["violations"] == {"web": "tcp 31999"}
+    assert [a["action"] for a in report["actions"]] == ["killed"] and cg.pids("web") == []
+
+
+def test_the_demos_planted_violation_lands_in_the_tasks_cgroup_and_is_killed(host, cg):
+    """playbooks/tasks/plant_violation.yml (make demo, molecule fleet) on this layout: the cgroup v2
+    mount comes from the capabilities facts, the watcher finds it on its own."""
+    web = cg.make("web")
+    path = write_config(host, {"mode": "enforce", "cgroup_root": None, "watch_interval": 0.5,
+                               "tasks": [{"name": "web", "cgroup": web, "ports": "31000-31009"}]})
+    host.sh("mount -t tmpfs -o mode=1777 tmp /tmp")  # the task file's /tmp/hostnet-violation.out stays in here
+    daemon = host.spawn(["/usr/bin/python3", WATCHER, "--config", path])
+    try:
+        play = PLANT_PLAY % (os.path.join(REPO, "playbooks", "tasks", "plant_violation.yml"), web)
+        code, _stats, results = run_playbook(host, play, INTERPRETERS["os-pyroute2-0.7"])
+        assert code == 0, [r for r in results if r.get("failed")]
+        planted = [r for r in results if r["_task"].startswith("Start a process in the task's cgroup")][0]
+        assert planted["stdout"].splitlines()[-1] == "procs: 0", planted["stdout"]
+        (event,) = [e for e in events(host) if e["event"] == "violation"]
+        assert event["cgroup"] == "%s/%s" % (CGROOT, web) and event["action"] == "killed"
+        assert event["resources"][0]["ranges"] == [{"begin": 31999, "end": 31999}]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+
+
+PLANT_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plant the violation
+      ansible.builtin.include_tasks: %s
+      vars:
+        hostnet_violation_task: {ports: "31000-31009", cgroup: "%s"}
+"""
+
+
+@pytest.fixture
+def v1_only(host):
+    """The hermetic host made a cgroup v1-only host: a tmpfs at /sys/fs/cgroup and, where the kernel
+    has it, the freezer v1 hierarchy at /sys/fs/cgroup/freezer; no cgroup2 anywhere it can reach."""
+    host.sh("mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/freezer")
+    freezer = host.sh("mount -t cgroup -o freezer freezer /sys/fs/cgroup/freezer", check=False).returncode == 0
+    return freezer
+
+
+def test_without_cgroup2_the_watcher_refuses_naming_what_is_missing(host, v1_only):
+    path = write_config(host, {"mode": "enforce", "cgroup_root": None,
+                               "tasks": [{"name": "web", "cgroup": "hostnet-tasks/web", "ports": "31000"}]})
+    for flag in ("--check", "--once"):
+        proc = host.run(["/usr/bin/python3", WATCHER, "--config", path, flag], check=False)
+        assert proc.returncode == 2, (flag, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith("hostnet-ports-watcher: invalid configuration: cgroup_root: not given, and "
+                                      "no cgroup v2 hierarchy is mounted here"), proc.stderr
+    if v1_only:  # the hierarchy of the tasks given: cgroup v1 tasks are watched
+        path = write_config(host, {"mode": "enforce", "cgroup_root": "/sys/fs/cgroup/freezer",
+                                   "tasks": [{"name": "web", "cgroup": "hostnet-tasks/web", "ports": "31000"}]})
+        assert once(host, path)["tasks"]["web"]["status"] == "not running"
+
+
+def test_without_cgroup2_the_facts_say_so_and_the_role_refuses(host, v1_only):
+    python = INTERPRETERS["os-pyroute2-0.7"]
+    facts = run_module(host, "hostnet.isolation.capabilities", {}, python)["ansible_facts"]["hostnet_capabilities"]
+    assert facts["cgroup"]["v2_mount"] is None and facts["cgroup_v2"]["available"] is False
+    assert facts["cgroup"]["mode"] == ("v1" if v1_only else "none")
+    assert "no cgroup2 file system mounted" in facts["cgroup_v2"]["detail"]
+    code, _stats, results = run_playbook(host, ROLE_PLAY, python)
+    failed = [r for r in results if r.get("failed")]
+    assert code != 0 and [r["_task"].split(" : ")[-1] for r in failed] == ["Check the host's prerequisites"], results
+    assert failed[0]["missing"] == ["cgroup_v2"]
+    assert "cgroup_v2 (a mounted cgroup v2 hierarchy): cgroup mode" in failed[0]["msg"]
+    assert host.sh("ls /run/hostnet-watcher 2>/dev/null || true").stdout == ""  # nothing installed
+
+
+ROLE_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: hostnet.isolation.ports_watcher
+      vars:
+        ports_watcher_install_packages: false
+        ports_watcher_lib_dir: /run/hostnet-watcher/lib
+        ports_watcher_bin: /run/hostnet-watcher/bin/watcher
+        ports_watcher_config_file: /run/hostnet-watcher/etc/config.json
+        ports_watcher_policy_dir: /run/hostnet-watcher/etc/policy.d
+        ports_watcher_event_log: /run/hostnet-watcher/log/events.jsonl
+        ports_watcher_tasks: [{name: web, cgroup: hostnet-tasks/web, ports: "31000"}]
+"""
 
 
 def test_yaml_configuration_and_check(host, cg):
@@ -350,8 +456,10 @@ def test_sighup_reloads_a_policy_edit_the_change_check_cannot_see(host, cg):
     daemon = host.spawn(["/usr/bin/python3", WATCHER, "--config", path])
     try:
         _wait(lambda: [e["event"] for e in events(host)] == ["violation"])
+        daemon.send_signal(signal.SIGSTOP)  # no scan between the write and the mtime put back
         host.sh("f=/run/watcher/policy.d/t.json; touch -r $f /run/ref; c=$(sed 's/31000/31444/' $f);"
                 " printf '%s\\n' \"$c\" > $f; touch -r /run/ref $f")
+        daemon.send_signal(signal.SIGCONT)
         time.sleep(1.0)  # several scans: the edit went unnoticed
         assert [e["event"] for e in events(host)] == ["violation"]
         daemon.send_signal(signal.SIGHUP)  # (nsenter exec'd the daemon: this is its pid)

@@ -14,14 +14,47 @@ HYBRID = """\
 29 25 0:26 / /sys/fs/cgroup/memory rw,nosuid shared:13 - cgroup cgroup rw,memory
 """.splitlines()
 UNIFIED = ["30 1 0:27 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot"]
+# CentOS 7 (systemd 219, kernel 3.10): cgroup v1 only
+V1_ONLY = """\
+18 62 0:17 / /sys rw,nosuid,nodev,noexec,relatime shared:6 - sysfs sysfs rw,seclabel
+24 18 0:20 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:7 - tmpfs tmpfs ro,seclabel,mode=755
+25 24 0:21 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:8 - cgroup cgroup rw,seclabel,xattr,\
+release_agent=/usr/lib/systemd/systemd-cgroups-agent,name=systemd
+28 24 0:24 / /sys/fs/cgroup/freezer rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,seclabel,freezer
+29 24 0:25 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:12 - cgroup cgroup rw,seclabel,memory
+30 24 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:13 - cgroup cgroup rw,seclabel,cpuacct,cpu
+""".splitlines()
 
 
 def test_cgroup_layouts():
     assert capabilities.cgroup_layout(HYBRID) == {
         "mode": "hybrid", "v2_mount": "/sys/fs/cgroup/unified", "v1_controllers": ["cpu", "cpuacct", "memory"]}
-    assert capabilities.cgroup_layout(UNIFIED)["mode"] == "v2"
+    assert capabilities.cgroup_layout(UNIFIED) == {"mode": "v2", "v2_mount": "/sys/fs/cgroup", "v1_controllers": []}
     assert capabilities.cgroup_layout([l for l in HYBRID if "cgroup2" not in l])["mode"] == "v1"
     assert capabilities.cgroup_layout([])["mode"] == "none"
+
+
+def test_a_cgroup_v1_only_host_has_no_cgroup_v2_and_the_facts_say_so():
+    info, cgroup_v2 = capabilities.probe_cgroups(V1_ONLY)
+    assert info == {"mode": "v1", "v2_mount": None, "v1_controllers": ["cpu", "cpuacct", "freezer", "memory"]}
+    assert cgroup_v2["available"] is False and cgroup_v2["mount"] is None
+    assert cgroup_v2["detail"] == "cgroup mode v1: no cgroup2 file system mounted (cgroup v1 only: cpu, cpuacct, " \
+                                  "freezer, memory)"
+    facts = dict((name, {"available": True}) for name in capabilities.CAPABILITIES)
+    facts["cgroup_v2"] = cgroup_v2
+    missing = capabilities.check_required(facts, ["sock_diag", "cgroup_v2"])
+    assert missing == ["cgroup_v2 (a mounted cgroup v2 hierarchy): cgroup mode v1: no cgroup2 file system mounted "
+                       "(cgroup v1 only: cpu, cpuacct, freezer, memory) [probe: /proc/self/mountinfo]"]
+
+
+def test_a_cgroup_mount_hidden_under_a_later_mount_does_not_count():
+    """As inside a mount namespace with a new sysfs over /sys: listed in mountinfo, out of reach."""
+    hidden = HYBRID + ["40 18 0:30 / /sys rw - sysfs sysfs rw", "41 40 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw"]
+    reachable = {"/sys/fs/cgroup"}
+    info = capabilities.cgroup_layout(hidden, visible=lambda path, fstype: path in reachable)
+    assert info == {"mode": "v2", "v2_mount": "/sys/fs/cgroup", "v1_controllers": []}
+    reachable = set()
+    assert capabilities.cgroup_layout(hidden, visible=lambda path, fstype: path in reachable)["mode"] == "none"
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -743,7 +743,7 @@ def _burst_for_ticks(rate, ticks):
     """A burst in bytes that pyroute2 turns into exactly ``ticks`` at ``rate`` (to put a qdisc back as
     it was), or the nearest one where no whole number of bytes does."""
     guess = ticks_to_bytes(ticks, rate)
-    candidates = [b for b in range(max(1, guess - 3), guess + 4)]
+    candidates = list(range(max(1, guess - 3), guess + 4))
     return min(candidates, key=lambda b: (abs(xmit_ticks(rate, b) - ticks), abs(b - guess)))
 
 

@@ -23,7 +23,7 @@ description:
     units. Rates are bytes per second, exact. Bursts are kept as scheduler ticks and codel times
     (O(target), O(interval)) in 1024 ns units, so O(target=5ms) reads back as 4999 microseconds; the
     module shows and compares those values, and a second run reports no change. cake keeps its times in
-    microseconds and its bandwidth in bytes per second, fq its limit and maximum rate as given: they read
+    microseconds and its bandwidth in bytes per second, fq its limit and maximum rate as given - they read
     back exactly.
   - Options the task does not give (for example fq_codel's O(flows), or a pfifo's O(limit)) are left as
     they are - the kernel's defaults on a new qdisc - and not compared.

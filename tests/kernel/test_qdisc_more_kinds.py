@@ -50,7 +50,7 @@ def test_cake_converges_and_changes_in_place(pair, qdisc_missing):
 
     # a new rate and rtt change in place: same handle
     handle = root(pair)["handle"]
-    spec = dict(CAKE, rate="30mbit", interval="80ms")
+    spec = {**CAKE, "rate": "30mbit", "interval": "80ms"}
     changed = converge(pair, **spec)
     assert changed["changes"] == ["change root cake 1: on va: (interval 80000us, rate 30mbit, target 3000us)"]
     assert root(pair)["handle"] == handle and root(pair)["options"]["rtt"] == 80000

@@ -46,6 +46,8 @@ CAPABILITIES = {
     "qdisc_fq_codel": "fq_codel qdisc (sch_fq_codel)",
     "qdisc_ingress": "ingress qdisc",
     "qdisc_pfifo": "pfifo qdisc",
+    "qdisc_cake": "cake qdisc (sch_cake)",
+    "qdisc_fq": "fq qdisc (sch_fq)",
     "cls_u32": "u32 classifier",
     "act_mirred": "mirred action (redirect)",
     "cgroup_v2": "a mounted cgroup v2 hierarchy",
@@ -165,12 +167,12 @@ def _probe_in_throwaway_netns():
     nsutil.unshare(nsutil.CLONE_NEWNET)
     if netlink.PYROUTE2_IMPORT_ERROR is not None:
         reason = "pyroute2 is not importable: %s" % netlink.PYROUTE2_IMPORT_ERROR
-        for name in ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_ingress", "qdisc_pfifo", "cls_u32",
-                     "act_mirred"):
+        for name in ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_ingress", "qdisc_pfifo", "qdisc_cake",
+                     "qdisc_fq", "cls_u32", "act_mirred"):
             out[name] = _cap(False, "needs pyroute2", reason)
     else:
-        out.update(_guarded(_probe_tc, ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_pfifo", "qdisc_ingress",
-                                        "cls_u32", "act_mirred")))
+        out.update(_guarded(_probe_tc, ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_pfifo", "qdisc_cake",
+                                        "qdisc_fq", "qdisc_ingress", "cls_u32", "act_mirred")))
     out.update(_guarded(_probe_sock_diag, ("sock_diag", "sock_diag_cgroup_id")))
     out.update(_guarded(_probe_netfilter, ("nftables", "xt_comment")))
     return out
@@ -200,7 +202,9 @@ def _probe_tc():
         qdiscs = (("qdisc_htb", "htb", {"default": 0x10}),
                   ("qdisc_tbf", "tbf", {"rate": "1mbit", "burst": 16000, "latency": "50ms"}),
                   ("qdisc_fq_codel", "fq_codel", {}),
-                  ("qdisc_pfifo", "pfifo", {}))
+                  ("qdisc_pfifo", "pfifo", {}),
+                  ("qdisc_cake", "cake", {}),
+                  ("qdisc_fq", "fq", {}))
         for name, kind, opts in qdiscs:
             probe = "RTM_NEWQDISC root %s%s" % (kind, where)
             try:

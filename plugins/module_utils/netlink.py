@@ -13,12 +13,13 @@ __metaclass__ = type
 import errno
 import ipaddress
 
-from . import nsutil
+from . import nsutil, sched_fq
 
 try:
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
     PYROUTE2_IMPORT_ERROR = None
+    sched_fq.register()  # pyroute2 has no fq plugin of its own
 except ImportError as exc:  # the front door reports it (missing_required_lib)
     IPRoute = None
     PYROUTE2_IMPORT_ERROR = exc

@@ -346,7 +346,7 @@ def requirements(policy):
         need.add("pyroute2")
     for qdisc in policy.get("qdiscs") or []:
         kind = qdisc.get("kind")
-        if kind in ("htb", "tbf", "fq_codel", "pfifo", "ingress"):
+        if kind in ("htb", "tbf", "fq_codel", "pfifo", "cake", "fq", "ingress"):
             need.add("qdisc_%s" % kind)
         if kind == "htb":
             leaf = qdisc.get("leaf", "fq_codel")

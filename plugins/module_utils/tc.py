@@ -8,14 +8,18 @@ What Mesos' port_mapping isolator sets up on a container's veth, as a spec:
   qdisc under that class: ``fq_codel`` (bloat reduction), ``pfifo`` or none;
 - ``tbf``: a token bucket (rate, burst, latency);
 - ``fq_codel`` or ``pfifo`` alone at the root;
+- ``cake``: shaping (``rate``, its bandwidth) and AQM (``target``, ``interval``) in one qdisc;
+- ``fq``: per-flow fair queueing with pacing (``rate``, its per-flow maximum; ``limit``);
 - ``ingress``: the ingress qdisc that tc filters (port_redirect) hang on.
 
 Idempotence is decided in the kernel's own units: the plan compares what the kernel reports with
 what it would store for the spec. Rates are bytes per second, exact; htb and tbf bursts become
 scheduler ticks (computed as pyroute2 and tc compute them, so they read back exactly); codel
 times (fq_codel ``target``/``interval``) are kept in 1024 ns units and read back short (5ms as
-4999us). An option the task does not give is not compared. fq_codel cannot change ``flows`` in
-place: a different ``flows`` replaces that qdisc in one request, like a change of kind.
+4999us); cake's times, cake's bandwidth and fq's limit and maximum rate read back as sent. An
+option the task does not give is not compared. fq_codel cannot change ``flows`` in place: a
+different ``flows`` replaces that qdisc in one request, like a change of kind; cake and fq change
+everything we manage in place.
 
 A new root qdisc is grafted in one request that replaces the old one (it gets handle 1: or 2:,
 whichever the old one does not use), so the device is never without a qdisc. If a later step of
@@ -31,7 +35,7 @@ import math
 import re
 from fractions import Fraction
 
-from . import capabilities, netlink, nsutil, validate
+from . import capabilities, netlink, nsutil, sched_fq, validate
 from .errors import ApplyError, ValidationError
 from .transaction import Transaction
 
@@ -42,7 +46,7 @@ CLASS_MINOR = 0x10
 LEAF_HANDLE = 0x00100000  # 10:
 LEAF_HANDLE_ALT = 0x00200000  # 20:, for a leaf that replaces the one at 10:
 
-ROOT_KINDS = ("htb", "tbf", "fq_codel", "pfifo")
+ROOT_KINDS = ("htb", "tbf", "fq_codel", "pfifo", "cake", "fq")
 KINDS = ROOT_KINDS + ("ingress",)
 LEAVES = ("fq_codel", "pfifo", "none")
 # what pyroute2 0.7 can put in the 32-bit rate fields (about 34.3 Gbit/s)
@@ -51,6 +55,11 @@ MAX_RATE = 2 ** 32 - 1
 # 7 bytes/s that overflows
 MIN_RATE = 8
 FQ_CODEL_OPTIONS = ("flows", "target", "interval", "ecn", "limit")
+# the kernel's attribute behind each option we manage of cake and fq (all read back exactly as sent)
+CAKE_ATTRS = (("rate", "TCA_CAKE_BASE_RATE64"), ("interval", "TCA_CAKE_RTT"), ("target", "TCA_CAKE_TARGET"))
+FQ_ATTRS = (("limit", "TCA_FQ_PLIMIT"), ("rate", "TCA_FQ_FLOW_MAX_RATE"))
+# what the kernel reports for ``rate: unlimited``: no cake bandwidth (0), no fq per-flow maximum (~0U)
+UNLIMITED = {"cake": 0, "fq": sched_fq.UNLIMITED_RATE}
 
 # rate units, as tc(8) spells them, in bits per second (bps and friends are bytes per second)
 _RATE_BITS = {"bit": 1, "kbit": 10 ** 3, "mbit": 10 ** 6, "gbit": 10 ** 9, "tbit": 10 ** 12,
@@ -244,6 +253,8 @@ class QdiscSpec:
                    "tbf": ("rate", "rate_per_cpu", "cpus", "min_rate", "max_rate", "burst", "latency"),
                    "fq_codel": FQ_CODEL_OPTIONS,
                    "pfifo": ("limit",),
+                   "cake": ("rate", "rate_per_cpu", "cpus", "min_rate", "max_rate", "target", "interval"),
+                   "fq": ("rate", "limit"),
                    "ingress": ()}
         if state == "absent":
             allowed = dict((k, ()) for k in KINDS)
@@ -280,9 +291,33 @@ class QdiscSpec:
                                       % (self.options["latency"], format_rate(self.options["rate"])))
         if kind in ("fq_codel", "pfifo"):
             self.options = self._leaf_options(kind, flows, target, interval, ecn, limit)
+        if kind in ("cake", "fq"):
+            self.options = self._cake_fq_options(kind, dict(rate=rate, rate_per_cpu=rate_per_cpu, cpus=cpus,
+                                                            min_rate=min_rate, max_rate=max_rate), target,
+                                                 interval, limit)
+
+    @classmethod
+    def _cake_fq_options(cls, kind, rates, target, interval, limit):
+        options = {}
+        if kind == "fq":
+            if rates["rate"] is not None:
+                options["rate"] = UNLIMITED["fq"] if _unlimited(rates["rate"]) else parse_rate("rate", rates["rate"])
+            if limit is not None:
+                options["limit"] = _count("limit", limit, 1)
+            return options
+        if _unlimited(rates["rate"]):
+            for name in ("rate_per_cpu", "cpus", "min_rate", "max_rate"):
+                if rates[name] is not None:
+                    raise ValidationError(name, "does not apply to rate=unlimited")
+            options["rate"] = UNLIMITED["cake"]
+        elif any(v is not None for v in rates.values()):
+            # no rate table: any rate from one byte per second
+            options["rate"] = cls._rate(lowest=1, **rates)
+        options.update(_codel_times(target, interval))
+        return options
 
     @staticmethod
-    def _rate(rate, rate_per_cpu, cpus, min_rate, max_rate):
+    def _rate(rate, rate_per_cpu, cpus, min_rate, max_rate, lowest=MIN_RATE):
         if rate is not None and rate_per_cpu is not None:
             raise ValidationError("rate", "give either rate or rate_per_cpu (with cpus), not both")
         if rate is not None:
@@ -310,9 +345,11 @@ class QdiscSpec:
         field = "rate_per_cpu" if rate_per_cpu is not None else "rate"
         if value > MAX_RATE:
             raise ValidationError(field, "%d bytes/s is above the largest supported rate, %d" % (value, MAX_RATE))
-        if value < MIN_RATE:
-            raise ValidationError(field, "%s is below %s, the lowest rate whose rate table the kernel's "
-                                  "32-bit tick fields hold" % (format_rate(value), format_rate(MIN_RATE)))
+        if value < lowest:
+            if lowest == MIN_RATE:
+                raise ValidationError(field, "%s is below %s, the lowest rate whose rate table the kernel's "
+                                      "32-bit tick fields hold" % (format_rate(value), format_rate(MIN_RATE)))
+            raise ValidationError(field, "%s is below one byte per second" % format_rate(value))
         return value
 
     @staticmethod
@@ -329,13 +366,7 @@ class QdiscSpec:
         if kind == "fq_codel":
             if flows is not None:
                 options["flows"] = _count("flows", flows, 1, 65536)
-            if target is not None:
-                options["target"] = parse_time("target", target)
-            if interval is not None:
-                options["interval"] = parse_time("interval", interval)
-            if "target" in options and "interval" in options and options["target"] > options["interval"]:
-                raise ValidationError("target", "%dus is longer than interval %dus" % (
-                    options["target"], options["interval"]))
+            options.update(_codel_times(target, interval))
             if ecn is not None:
                 if not isinstance(ecn, bool):
                     raise ValidationError("ecn", "%r is not true or false" % (ecn,))
@@ -349,12 +380,29 @@ class QdiscSpec:
         view = {"kind": self.kind}
         if self.kind == "htb":
             view["class"] = _shown(kernel_class(self.options))
-            view["leaf"] = dict(kernel_options(self.leaf_options), kind=self.leaf) if self.leaf != "none" else None
+            view["leaf"] = (dict(kernel_options(self.leaf_options, self.leaf), kind=self.leaf)
+                            if self.leaf != "none" else None)
         elif self.kind == "tbf":
             view.update(_shown(kernel_tbf(self.options)))
         else:
-            view.update(kernel_options(self.options))
+            view.update(_rate_shown(self.kind, kernel_options(self.options, self.kind)))
         return view
+
+
+def _unlimited(rate):
+    return isinstance(rate, str) and rate.strip().lower() == "unlimited"
+
+
+def _codel_times(target, interval):
+    """``target`` and ``interval`` (fq_codel's, cake's) in microseconds; target no longer than interval."""
+    options = {}
+    if target is not None:
+        options["target"] = parse_time("target", target)
+    if interval is not None:
+        options["interval"] = parse_time("interval", interval)
+    if "target" in options and "interval" in options and options["target"] > options["interval"]:
+        raise ValidationError("target", "%dus is longer than interval %dus" % (options["target"], options["interval"]))
+    return options
 
 
 def _count(field, value, low, high=MAX_RATE):
@@ -401,6 +449,11 @@ def _qdisc_view(msg):
             value = _attr(options, "TCA_FQ_CODEL_%s" % name.upper())
             if value is not None:
                 view[name] = bool(value) if name == "ecn" else value
+    elif kind in ("cake", "fq"):
+        for name, attr in CAKE_ATTRS if kind == "cake" else FQ_ATTRS:
+            value = _attr(options, attr)
+            if value is not None:
+                view[name] = value
     elif kind in ("pfifo", "bfifo"):
         if isinstance(options, dict) or hasattr(options, "get"):
             view["limit"] = options.get("limit")
@@ -437,9 +490,19 @@ def kernel_tbf(options):
     return _tbf_view(rate, xmit_ticks(rate, burst), tbf_limit(rate, options["latency"], burst))
 
 
-def kernel_options(options):
-    """fq_codel or pfifo options as the kernel would report them (codel times come back short)."""
+def kernel_options(options, kind):
+    """fq_codel, pfifo, cake or fq options as the kernel would report them (fq_codel's times come back
+    short; cake keeps its times in microseconds)."""
+    if kind != "fq_codel":
+        return dict(options)
     return dict((k, codel_readback(v) if k in ("target", "interval") else v) for k, v in options.items())
+
+
+def _rate_shown(kind, view):
+    """``rate: unlimited`` where the kernel's number for it (cake 0, fq ~0U) means just that."""
+    if kind in UNLIMITED and view.get("rate") == UNLIMITED[kind]:
+        return dict(view, rate="unlimited")
+    return view
 
 
 def read_device(ipr, index):
@@ -490,7 +553,7 @@ def public_view(state, ingress):
     root = state["root"]
     if root is None:
         return None
-    view = dict((k, v) for k, v in root.items() if k not in _RAW_KEYS)
+    view = _rate_shown(root["kind"], dict((k, v) for k, v in root.items() if k not in _RAW_KEYS))
     view["handle"] = handle_str(root["handle"])
     if root["handle"] == 0:
         view["default"] = True  # the kernel's own choice (noqueue, pfifo_fast, mq, ...)
@@ -508,7 +571,7 @@ def _leaf_matches(actual, kind, options):
         return actual is None
     if actual is None or actual["kind"] != kind:
         return False
-    return all(actual.get(k) == v for k, v in kernel_options(options).items())
+    return all(actual.get(k) == v for k, v in kernel_options(options, kind).items())
 
 
 def needs_replace(actual, kind, options):
@@ -615,11 +678,11 @@ def describe(spec, action):
     if kind == "graft_root":
         return "replace root qdisc %s on %s with %s %s%s" % (
             _describe_root(action["old"]["root"]), dev, spec.kind, handle_str(action["handle"]),
-            _why(action.get("why"), spec.options))
+            _why(action.get("why"), spec.options, spec.kind))
     if kind == "replace_leaf":
         return "replace %s leaf %s under class %s on %s with %s %s%s" % (
             action["old"]["kind"], handle_str(action["handle"]), handle_str(action["parent"]), dev, spec.leaf,
-            handle_str(action["new_handle"]), _why(action["why"], spec.leaf_options))
+            handle_str(action["new_handle"]), _why(action["why"], spec.leaf_options, spec.leaf))
     o = spec.options
     if kind in ("add_class", "change_class"):
         text = "rate %s ceil %s burst %d cburst %d" % (format_rate(o["rate"]), format_rate(o["ceil"]), o["burst"],
@@ -638,21 +701,22 @@ def describe(spec, action):
     if kind == "change_leaf":
         return "change %s leaf under class %s on %s: %s" % (spec.leaf, handle_str(action["parent"]), dev,
                                                             _options_text(spec.leaf_options))
-    return "change root %s %s on %s: %s" % (spec.kind, handle_str(action["handle"]), dev, _options_text(o))
+    return "change root %s %s on %s: %s" % (spec.kind, handle_str(action["handle"]), dev,
+                                            _options_text(o, spec.kind))
 
 
-def _why(why, options):
+def _why(why, options, kind):
     if not why:
         return ""
-    return " %s (%s %s -> %s cannot change in place)" % ((_options_text(options),) + tuple(why))
+    return " %s (%s %s -> %s cannot change in place)" % ((_options_text(options, kind),) + tuple(why))
 
 
-def _options_text(options):
+def _options_text(options, kind=None):
     parts = []
     for key in sorted(options):
         value = options[key]
         if key == "rate":
-            value = format_rate(value)
+            value = "unlimited" if UNLIMITED.get(kind, -1) == value else format_rate(value)
         elif key in ("target", "interval", "latency"):
             value = "%dus" % value
         parts.append("%s %s" % (key, str(value).lower()))
@@ -679,7 +743,7 @@ def _burst_for_ticks(rate, ticks):
     """A burst in bytes that pyroute2 turns into exactly ``ticks`` at ``rate`` (to put a qdisc back as
     it was), or the nearest one where no whole number of bytes does."""
     guess = ticks_to_bytes(ticks, rate)
-    candidates = [b for b in range(max(1, guess - 3), guess + 4)]
+    candidates = list(range(max(1, guess - 3), guess + 4))
     return min(candidates, key=lambda b: (abs(xmit_ticks(rate, b) - ticks), abs(b - guess)))
 
 
@@ -700,6 +764,12 @@ def qdisc_kwargs(kind, options, change=False, txqueuelen=None):
         if "limit" in options:
             return {"limit": options["limit"]}
         return {} if change else {"limit": max(txqueuelen or 0, 1) if txqueuelen is not None else 1000}
+    if kind == "cake":
+        # pyroute2 takes cake's bandwidth in bits per second (an int) and sends bytes: exact
+        names = {"rate": "bandwidth", "interval": "rtt", "target": "target"}
+        return dict((names[k], options[k] * 8 if k == "rate" else options[k]) for k, _a in CAKE_ATTRS if k in options)
+    if kind == "fq":
+        return dict(("fq_" + attr[len("TCA_FQ_"):].lower(), options[k]) for k, attr in FQ_ATTRS if k in options)
     return {}
 
 
@@ -771,7 +841,7 @@ def _restore(ipr, index, old):
         if leaf is not None:
             ipr.tc("add", leaf["kind"], index, leaf["handle"], parent=old["class"]["handle"],
                    **_kwargs_to_restore(leaf))
-    elif kind in ("tbf", "fq_codel", "pfifo"):
+    elif kind in ("tbf", "fq_codel", "pfifo", "cake", "fq"):
         ipr.tc("add", kind, index, root["handle"], **_kwargs_to_restore(root))
     else:
         raise RuntimeError("cannot put back the previous %s qdisc; the kernel's default is in place" % kind)
@@ -851,6 +921,11 @@ def statistics(state, spec_kind=None):
         out["bw_limit"] = stats["qdisc"]
     elif root is not None and root["kind"] == "fq_codel":
         out["bloat_reduction"] = stats["qdisc"]
+    elif root is not None and root["kind"] == "cake":
+        # shaper and AQM in one qdisc
+        out["bloat_reduction"] = stats["qdisc"]
+        if root.get("rate"):
+            out["bw_limit"] = stats["qdisc"]
     return out
 
 

@@ -14,8 +14,9 @@ description:
   - Probes the managed host and sets C(ansible_facts.hostnet_capabilities) with the kernel release, libnl
     version (Mesos agents with the ports isolators need libnl-3 and libnl-route-3 >= 3.2.26), iptables
     version, backend (nft or legacy) and C(-w) support (>= 1.4.20), nftables, the iptables comment match,
-    which qdiscs (htb, tbf, fq_codel, pfifo, ingress), classifiers (u32) and actions (mirred) the kernel
-    accepts, the cgroup mode (v2, hybrid, v1 or none) and the v2 mount, sock_diag with socket cgroup ids, and
+    which qdiscs (htb, tbf, fq_codel, pfifo, cake, fq, ingress), classifiers (u32) and actions (mirred) the
+    kernel accepts, the cgroup mode (v2, hybrid, v1 or none) and the v2 mount, sock_diag with socket cgroup ids,
+    and
     cgroup BPF bind hooks.
   - Probes that have to try something (add a qdisc, a filter, an nftables table, an iptables rule, list a
     socket) run in a child process inside a new, empty network namespace that vanishes with it, so the host's
@@ -32,8 +33,8 @@ options:
     description:
       - Capabilities that must be available, by the names used in the facts
         (V(pyroute2), V(libnl), V(iptables), V(iptables_wait), V(nftables), V(xt_comment), V(qdisc_htb),
-        V(qdisc_tbf), V(qdisc_fq_codel), V(qdisc_ingress), V(qdisc_pfifo), V(cls_u32), V(act_mirred),
-        V(cgroup_v2), V(sock_diag), V(sock_diag_cgroup_id), V(bpf_cgroup_bind)).
+        V(qdisc_tbf), V(qdisc_fq_codel), V(qdisc_ingress), V(qdisc_pfifo), V(qdisc_cake), V(qdisc_fq),
+        V(cls_u32), V(act_mirred), V(cgroup_v2), V(sock_diag), V(sock_diag_cgroup_id), V(bpf_cgroup_bind)).
       - The task fails listing each missing one with the probe's finding.
     type: list
     elements: str

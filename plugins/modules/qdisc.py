@@ -8,27 +8,31 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: qdisc
-short_description: The root or ingress qdisc of a device - htb or tbf rate limits, fq_codel, pfifo, ingress
+short_description: The root or ingress qdisc of a device - htb or tbf rate limits, fq_codel, cake, fq, pfifo, ingress
 version_added: 0.1.0
 description:
   - Ensures the root queueing discipline of O(device) in a network namespace is what the task says, the way
     Mesos' port_mapping isolator limits a container's egress - an C(htb) rate limit whose default class has a
-    leaf qdisc (C(fq_codel) for bloat reduction, C(pfifo), or none), a C(tbf) token bucket, or C(fq_codel) or
-    C(pfifo) alone - or that the O(device) has an C(ingress) qdisc (which M(hostnet.isolation.port_redirect)
-    filters hang on).
+    leaf qdisc (C(fq_codel) for bloat reduction, C(pfifo), or none), a C(tbf) token bucket, C(fq_codel) or
+    C(pfifo) alone, C(cake) (a shaper and AQM in one qdisc) or C(fq) (per-flow fair queueing with pacing) - or
+    that the O(device) has an C(ingress) qdisc (which M(hostnet.isolation.port_redirect) filters hang on).
   - Only what differs is changed - a new rate is a change of the htb class, not a new tree. A different root
     kind is grafted in one request that replaces the old root, so the device is never without a qdisc.
     If a later step fails, the old root is put back from what was read before the run.
   - Idempotence compares what the kernel reports with what it would store for the task, in the kernel's own
     units. Rates are bytes per second, exact. Bursts are kept as scheduler ticks and codel times
     (O(target), O(interval)) in 1024 ns units, so O(target=5ms) reads back as 4999 microseconds; the
-    module shows and compares those values, and a second run reports no change.
+    module shows and compares those values, and a second run reports no change. cake keeps its times in
+    microseconds and its bandwidth in bytes per second, fq its limit and maximum rate as given - they read
+    back exactly.
   - Options the task does not give (for example fq_codel's O(flows), or a pfifo's O(limit)) are left as
     they are - the kernel's defaults on a new qdisc - and not compared.
   - The kernel cannot change fq_codel's O(flows) in place; a different O(flows) replaces that qdisc (the root,
-    or the htb leaf) in one request, and check mode and diff say so.
-  - A qdisc kind the kernel lacks (many kernels are built without C(sch_fq_codel)) is an error naming the
-    option, in check mode too (check mode asks a throwaway network namespace), and changes nothing.
+    or the htb leaf) in one request, and check mode and diff say so. Everything this module sets on C(cake)
+    and C(fq) changes in place.
+  - A qdisc kind the kernel lacks (many kernels are built without C(sch_fq_codel), C(sch_cake) or C(sch_fq)) is
+    an error naming the option, in check mode too (check mode asks a throwaway network namespace), and changes
+    nothing.
   - The htb layout is fixed - root C(1:) (or C(2:) after a change of kind), default class C(<root>:10)
     carrying O(rate), O(ceil), O(burst) and O(cburst), leaf qdisc C(10:).
 author:
@@ -42,11 +46,14 @@ options:
     required: true
   kind:
     description:
-      - The qdisc. V(htb), V(tbf), V(fq_codel) and V(pfifo) are root qdiscs; V(ingress) is the ingress qdisc.
+      - The qdisc. V(htb), V(tbf), V(fq_codel), V(pfifo), V(cake) and V(fq) are root qdiscs; V(ingress) is the
+        ingress qdisc.
+      - V(cake) shapes to O(rate) and manages its queue (O(target), O(interval)) in one qdisc; V(fq) queues each
+        flow apart and paces it, at most O(rate) per flow.
       - Required with O(state=present). With O(state=absent), V(ingress) removes the ingress qdisc and any
         other value (or none) removes the root qdisc.
     type: str
-    choices: [htb, tbf, fq_codel, pfifo, ingress]
+    choices: [htb, tbf, fq_codel, pfifo, cake, fq, ingress]
   state:
     description:
       - V(present) creates or corrects the qdisc.
@@ -72,6 +79,10 @@ options:
       - The rate limit (V(htb), V(tbf)), as tc writes it - V(10mbit), V(1.5gbit), V(800kbit), V(125kbps) (bytes) -
         or a bare number of bytes per second (unlike tc, where a bare number is bits).
       - From 64 bit/s (the lowest rate whose rate table fits the kernel's 32-bit fields) to 34.3 Gbit/s.
+      - V(cake) - its bandwidth (O(rate_per_cpu), O(cpus), O(min_rate), O(max_rate) apply too), from 8 bit/s.
+        V(fq) - the most each flow is paced to (tc's C(maxrate)), from 8 bit/s.
+      - V(cake) and V(fq) also take V(unlimited). When omitted, a new one is unlimited (the kernel's default) and
+        an existing one keeps its rate.
     type: str
   rate_per_cpu:
     description:
@@ -120,17 +131,19 @@ options:
       - The kernel cannot change it on an existing fq_codel, so a different value replaces the qdisc.
     type: int
   target:
-    description: fq_codel - acceptable standing queue delay, as V(5ms). Kernel default (5 ms) when omitted.
+    description: fq_codel, cake - acceptable standing queue delay, as V(5ms). Kernel default (5 ms) when omitted.
     type: str
   interval:
-    description: fq_codel - the sliding window for O(target), as V(100ms). Kernel default when omitted.
+    description:
+      - fq_codel, cake - the sliding window for O(target), as V(100ms) (cake's C(rtt)). Kernel default (100 ms)
+        when omitted.
     type: str
   ecn:
     description: fq_codel - mark packets with ECN instead of dropping them. Kernel default (on) when omitted.
     type: bool
   limit:
     description:
-      - Queue length in packets of V(fq_codel) or V(pfifo) (alone or as the htb leaf).
+      - Queue length in packets of V(fq_codel), V(pfifo) (alone or as the htb leaf) or V(fq).
       - When omitted, a new qdisc gets the kernel's default (for pfifo, the device's C(txqueuelen)) and an
         existing one keeps its limit.
     type: int
@@ -205,6 +218,22 @@ EXAMPLES = r"""
     ecn: true
   when: ansible_facts.hostnet_capabilities.qdisc_fq_codel.available
 
+- name: Shaping and bloat reduction in one qdisc, where the kernel has cake
+  hostnet.isolation.qdisc:
+    device: veth-web
+    kind: cake
+    rate: 50mbit
+    interval: 20ms
+  when: ansible_facts.hostnet_capabilities.qdisc_cake.available
+
+- name: Fair queueing with each flow paced to at most 100 Mbit/s, where the kernel has fq
+  hostnet.isolation.qdisc:
+    device: veth-web
+    kind: fq
+    rate: 100mbit
+    limit: 10000
+  when: ansible_facts.hostnet_capabilities.qdisc_fq.available
+
 - name: Back to the kernel's default root qdisc
   hostnet.isolation.qdisc:
     device: veth-web
@@ -215,7 +244,8 @@ RETURN = r"""
 qdisc:
   description:
     - The qdisc as read back from the kernel after the task (in check mode, as it is now); null when absent.
-    - Rates are in bytes per second, bursts in bytes, times in microseconds.
+    - Rates are in bytes per second (V(unlimited) for a cake or fq without one), bursts in bytes, times in
+      microseconds.
   returned: always
   type: dict
   sample: {"kind": "htb", "handle": "1:", "class": {"rate": 1250000, "ceil": 1500000, "burst": 15140,
@@ -224,8 +254,9 @@ statistics:
   description:
     - Counters of the qdiscs involved, each with C(bytes), C(packets), C(drops), C(overlimits), C(requeues),
       C(qlen) and C(backlog).
-    - C(qdisc) is the root; C(bw_limit) the rate limiter (the htb class or the tbf); C(bloat_reduction) the
-      fq_codel queue, as in Mesos' per-container statistics. Empty for the ingress qdisc.
+    - C(qdisc) is the root; C(bw_limit) the rate limiter (the htb class, the tbf, or a cake with a rate);
+      C(bloat_reduction) the fq_codel or cake queue, as in Mesos' per-container statistics. Empty for the
+      ingress qdisc.
   returned: always
   type: dict
   sample: {"qdisc": {"bytes": 0, "packets": 0, "drops": 0, "overlimits": 0, "requeues": 0, "qlen": 0,
@@ -252,7 +283,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             device=dict(type="str", required=True),
-            kind=dict(type="str", choices=["htb", "tbf", "fq_codel", "pfifo", "ingress"]),
+            kind=dict(type="str", choices=["htb", "tbf", "fq_codel", "pfifo", "cake", "fq", "ingress"]),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             netns=dict(type="str"),
             netns_pid=dict(type="int"),

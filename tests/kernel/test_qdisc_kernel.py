@@ -69,14 +69,14 @@ def test_fq_codel_root_with_every_option(pair, qdisc_missing):
 
     # target changes in place: same handle, the kernel's counters carry on
     handle = shown(pair)[0]["handle"]
-    changed = converge(pair, kind="fq_codel", **dict(FQ_CODEL_ALL, target="3ms"))
+    changed = converge(pair, kind="fq_codel", **{**FQ_CODEL_ALL, "target": "3ms"})
     assert changed["changes"] == ["change root fq_codel %s on va: (ecn true, flows 512, interval 100000us, "
                                   "limit 5000, target 3000us)" % handle]
     assert shown(pair)[0]["handle"] == handle and shown(pair)[0]["options"]["target"] == 2999
-    assert_converged(pair, kind="fq_codel", **dict(FQ_CODEL_ALL, target="3ms"))
+    assert_converged(pair, kind="fq_codel", **{**FQ_CODEL_ALL, "target": "3ms"})
 
     # flows cannot change in place: check mode says the qdisc is replaced, and the run does it in one request
-    spec = dict(FQ_CODEL_ALL, target="3ms", flows=1024)
+    spec = {**FQ_CODEL_ALL, "target": "3ms", "flows": 1024}
     predicted = converge(pair, check=True, **dict(spec, kind="fq_codel"))
     assert len(predicted["changes"]) == 1 and "flows 512 -> 1024 cannot change in place" in predicted["changes"][0]
     assert predicted["changes"][0].startswith("replace root qdisc fq_codel %s on va with fq_codel" % handle)
@@ -103,18 +103,18 @@ def test_htb_with_fq_codel_leaf_with_every_option(pair, qdisc_missing):
     assert_converged(pair, **args)
 
     leaf = [q for q in shown(pair) if q["kind"] == "fq_codel"][0]
-    changed = converge(pair, **dict(args, interval="200ms", ecn=False))
+    changed = converge(pair, **{**args, "interval": "200ms", "ecn": False})
     assert [c.split(":")[0] for c in changed["changes"]] == ["change fq_codel leaf under class 1"]
     assert [q["handle"] for q in shown(pair) if q["kind"] == "fq_codel"] == [leaf["handle"]]
-    assert_converged(pair, **dict(args, interval="200ms", ecn=False))
+    assert_converged(pair, **{**args, "interval": "200ms", "ecn": False})
 
-    flows = converge(pair, **dict(args, interval="200ms", ecn=False, flows=64))
+    flows = converge(pair, **{**args, "interval": "200ms", "ecn": False, "flows": 64})
     assert len(flows["changes"]) == 1 and "flows 512 -> 64 cannot change in place" in flows["changes"][0]
     (new_leaf,) = [q for q in shown(pair) if q["kind"] == "fq_codel"]
     assert new_leaf["handle"] != leaf["handle"] and new_leaf["options"]["flows"] == 64
     assert new_leaf["options"]["interval"] == 199999 and not new_leaf["options"].get("ecn")
     assert [q["kind"] for q in shown(pair)].count("htb") == 1  # the class and root stayed
-    assert_converged(pair, **dict(args, interval="200ms", ecn=False, flows=64))
+    assert_converged(pair, **{**args, "interval": "200ms", "ecn": False, "flows": 64})
     # and the leaf's flows can go back: the alternating handle does not collide
     assert converge(pair, **args)["changes"]
     assert_converged(pair, **args)

@@ -1,6 +1,9 @@
 # Copyright: hostnet.isolation contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
+import os
+import re
+
 import pytest
 
 from module_utils import capabilities
@@ -75,3 +78,20 @@ def test_require_vocabulary_and_messages():
     with pytest.raises(ValidationError) as err:
         capabilities.validate_required(["qdisc_htb", "htb"])
     assert err.value.field == "require[1]" and "'htb'" in err.value.reason
+
+
+def test_cake_and_fq_are_required_by_name():
+    facts = dict((name, {"available": True, "probe": "p", "detail": "d"}) for name in capabilities.CAPABILITIES)
+    facts["qdisc_cake"] = {"available": False, "probe": "RTM_NEWQDISC root cake", "detail": "refused: ENOENT"}
+    assert capabilities.check_required(facts, ["qdisc_fq", "qdisc_cake"]) == [
+        "qdisc_cake (cake qdisc (sch_cake)): refused: ENOENT [probe: RTM_NEWQDISC root cake]"]
+
+
+def test_the_capabilities_module_documents_every_fact_name():
+    """The names ``require`` accepts are the ones the module's documentation lists."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "modules", "capabilities.py")
+    with open(path) as f:
+        text = f.read()
+    require = text[text.index("  require:"):text.index("    type: list")]
+    documented = set(re.findall(r"V\((\w+)\)", require))
+    assert documented == set(capabilities.CAPABILITIES)

@@ -196,6 +196,8 @@ def test_requirements_follow_the_policy():
     assert policy.requirements({"port_mappers": [{"network": "n", "backend": "iptables"}]}) == [
         "iptables", "iptables_wait", "xt_comment"]
     assert policy.requirements({}) == []
+    assert policy.requirements({"qdiscs": [{"device": "a", "kind": "cake"}, {"device": "b", "kind": "fq"}]}) == [
+        "pyroute2", "qdisc_cake", "qdisc_fq"]
 
 
 def test_removed_lists_only_what_the_new_policy_drops_and_not_what_goes_with_it():

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.tcmsg import common as tc_common
+from pyroute2.netlink.rtnl.tcmsg import plugins as tc_plugins
 from pyroute2.netlink.rtnl.tcmsg import sched_fq_codel, tcmsg
 
-from module_utils import tc
+from module_utils import sched_fq, tc
 from module_utils.errors import ValidationError
 
 
@@ -259,3 +260,109 @@ def test_hostile_numbers_in_a_spec_are_validation_errors(kwargs, field):
     with pytest.raises(ValidationError) as err:
         tc.QdiscSpec("lo", **kwargs)
     assert err.value.field == field, err.value
+
+
+def _sent_options(kind, options):
+    """TCA_OPTIONS of a qdisc request encoded as pyroute2 sends it, decoded as the kernel reads it."""
+    msg = tcmsg()
+    msg["index"], msg["handle"], msg["parent"] = 7, 0x10000, tc.TC_H_ROOT
+    msg["attrs"] = [["TCA_KIND", kind], ["TCA_OPTIONS", tc_plugins[kind].get_parameters(dict(options))]]
+    msg.encode()
+    sent = tcmsg(msg.data)
+    sent.decode()
+    assert sent.get_attr("TCA_KIND") == kind
+    return dict(sent.get_attr("TCA_OPTIONS")["attrs"])
+
+
+def test_cake_sends_its_bandwidth_in_bytes_and_its_times_in_microseconds(monkeypatch):
+    fake = FakeIpr()
+    _converge(monkeypatch, fake, kind="cake", rate="10mbit", target="3ms", interval="50ms")
+    ((command, kind, index, handle, kwargs),) = fake.calls
+    assert (command, kind, index, handle) == ("replace", "cake", 7, 0x10000)
+    attrs = _sent_options("cake", kwargs)
+    assert (attrs["TCA_CAKE_BASE_RATE64"], attrs["TCA_CAKE_RTT"], attrs["TCA_CAKE_TARGET"]) == (1250000, 50000, 3000)
+    # rates that are no whole number of bits per byte, and unlimited, go out exactly too
+    for rate, sent in (("7", 7), ("unlimited", 0), (str(tc.MAX_RATE), tc.MAX_RATE)):
+        spec = tc.QdiscSpec("lo", kind="cake", rate=rate)
+        assert _sent_options("cake", tc.qdisc_kwargs("cake", spec.options))["TCA_CAKE_BASE_RATE64"] == sent
+
+
+def test_cake_with_kernel_defaults_sends_no_options(monkeypatch):
+    fake = FakeIpr()
+    _converge(monkeypatch, fake, kind="cake")
+    assert fake.calls == [("replace", "cake", 7, 0x10000, {})]
+
+
+def test_fq_sends_its_limit_and_per_flow_rate(monkeypatch):
+    fake = FakeIpr()
+    _converge(monkeypatch, fake, kind="fq", rate="100mbit", limit=777)
+    ((command, kind, _index, handle, kwargs),) = fake.calls
+    assert (command, kind, handle) == ("replace", "fq", 0x10000)
+    assert _sent_options("fq", kwargs) == {"TCA_FQ_PLIMIT": 777, "TCA_FQ_FLOW_MAX_RATE": 12500000}
+    spec = tc.QdiscSpec("lo", kind="fq", rate="unlimited")
+    assert _sent_options("fq", tc.qdisc_kwargs("fq", spec.options)) == {"TCA_FQ_FLOW_MAX_RATE": 2 ** 32 - 1}
+
+
+def test_fq_is_known_to_pyroute2_and_read_back_by_name():
+    """pyroute2 has no fq plugin: ours is registered, so a dump's TCA_OPTIONS decode by attribute name."""
+    assert tc_plugins["fq"] is sched_fq.PLUGIN and tc_plugins["fq"].parent == tc.TC_H_ROOT
+    msg = tcmsg()
+    msg["attrs"] = [["TCA_KIND", "fq"], ["TCA_OPTIONS", {"attrs": [["TCA_FQ_PLIMIT", 10000],
+                                                                   ["TCA_FQ_FLOW_MAX_RATE", 2 ** 32 - 1],
+                                                                   ["TCA_FQ_HORIZON_DROP", 1]]}]]
+    msg.encode()
+    dumped = tcmsg(msg.data)
+    dumped.decode()
+    assert tc._qdisc_view(dumped) == {"kind": "fq", "handle": 0, "limit": 10000, "rate": 2 ** 32 - 1}
+    with pytest.raises(ValueError):
+        sched_fq.get_parameters({"fq_flows": 1})
+
+
+def test_unlimited_is_shown_as_such():
+    spec = tc.QdiscSpec("lo", kind="fq", rate="unlimited", limit=100)
+    assert spec.desired() == {"kind": "fq", "rate": "unlimited", "limit": 100}
+    assert tc._options_text(spec.options, "fq") == "(limit 100, rate unlimited)"
+    assert tc.QdiscSpec("lo", kind="cake", rate="Unlimited").desired() == {"kind": "cake", "rate": "unlimited"}
+    # 34.3 Gbit/s is a rate for cake, but fq's "no maximum"
+    assert tc.QdiscSpec("lo", kind="cake", rate=str(tc.MAX_RATE)).desired()["rate"] == tc.MAX_RATE
+    assert tc.QdiscSpec("lo", kind="fq", rate=str(tc.MAX_RATE)).desired()["rate"] == "unlimited"
+
+
+def test_cake_times_are_compared_as_sent():
+    """cake keeps microseconds (no 1024 ns units): what was sent is what the plan expects back."""
+    spec = tc.QdiscSpec("lo", kind="cake", target="5ms", interval="100ms")
+    assert spec.desired() == {"kind": "cake", "target": 5000, "interval": 100000}
+    assert tc._leaf_matches({"kind": "cake", "target": 5000, "interval": 100000, "rate": 0}, "cake", spec.options)
+    assert not tc._leaf_matches({"kind": "cake", "target": 4999, "interval": 100000}, "cake", spec.options)
+    assert tc.needs_replace({"kind": "cake", "target": 1}, "cake", spec.options) is None
+
+
+@pytest.mark.parametrize("kwargs,field,reason", [
+    ({"kind": "cake", "rate": "unlimited", "max_rate": "1mbit"}, "max_rate", "does not apply to rate=unlimited"),
+    ({"kind": "cake", "rate": "unlimited", "rate_per_cpu": "1mbit", "cpus": 1}, "rate_per_cpu", "rate=unlimited"),
+    ({"kind": "cake", "cpus": 2}, "rate", "required"),
+    ({"kind": "cake", "rate": "10mbit", "cpus": 2}, "cpus", "only applies with rate_per_cpu"),
+    ({"kind": "cake", "rate": "0"}, "rate", "below one byte"),
+    ({"kind": "cake", "rate_per_cpu": "8bit", "cpus": 0.1}, "rate_per_cpu", "below one byte"),
+    ({"kind": "cake", "target": "200ms", "interval": "100ms"}, "target", "longer than interval"),
+    ({"kind": "cake", "target": "0us"}, "target", "between 1us"),
+    ({"kind": "cake", "limit": 100}, "limit", "does not apply to kind=cake"),
+    ({"kind": "cake", "flows": 100}, "flows", "does not apply to kind=cake"),
+    ({"kind": "fq", "rate_per_cpu": "1mbit", "cpus": 1}, "cpus", "does not apply to kind=fq"),
+    ({"kind": "fq", "target": "5ms"}, "target", "does not apply to kind=fq"),
+    ({"kind": "fq", "limit": 0}, "limit", "between 1"),
+    ({"kind": "fq", "rate": "fast"}, "rate", "not a rate"),
+    ({"kind": "fq", "rate": "50gbit"}, "rate", "above the largest"),
+    ({"kind": "htb", "rate": "unlimited"}, "rate", "not a rate"),
+])
+def test_bad_cake_and_fq_specs_name_the_field(kwargs, field, reason):
+    with pytest.raises(ValidationError) as err:
+        tc.QdiscSpec("lo", **kwargs)
+    assert err.value.field == field and reason in err.value.reason, str(err.value)
+
+
+def test_missing_cake_or_fq_is_named(monkeypatch):
+    for kind in ("cake", "fq"):
+        with pytest.raises(ValidationError) as err:
+            _converge(monkeypatch, FakeIpr(missing=(kind,)), kind=kind)
+        assert err.value.field == "kind" and "sch_%s" % kind in err.value.reason

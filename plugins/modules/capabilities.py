@@ -16,8 +16,7 @@ description:
     version, backend (nft or legacy) and C(-w) support (>= 1.4.20), nftables, the iptables comment match,
     which qdiscs (htb, tbf, fq_codel, pfifo, cake, fq, ingress), classifiers (u32) and actions (mirred) the
     kernel accepts, the cgroup mode (v2, hybrid, v1 or none) and the v2 mount, sock_diag with socket cgroup ids,
-    and
-    cgroup BPF bind hooks.
+    and cgroup BPF bind hooks.
   - Probes that have to try something (add a qdisc, a filter, an nftables table, an iptables rule, list a
     socket) run in a child process inside a new, empty network namespace that vanishes with it, so the host's
     devices and rulesets are never touched.

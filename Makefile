@@ -24,7 +24,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help deps venv collection cni-plugin watcher demo sandbox-up sandbox-down test test-unit test-integration \
-        test-examples test-molecule molecule-setup sanity lint clean
+        test-examples test-molecule test-kernels molecule-setup sanity lint clean
 
 help:
 	@echo "make demo   - converge a local sandbox fleet (systemd containers) and show what it did"
@@ -82,14 +82,30 @@ demo: deps venv collection molecule-setup
 	image=$$($(MOLECULE_ENV) molecule/image/build-image.sh) && \
 	  $(MOLECULE_ENV) $(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --image $$image
 
-test: deps venv collection test-unit test-integration test-molecule sanity lint
+test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint
 	@echo "make test: all checks passed"
 
 test-unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
+# tests/kernel runs here on the build host's kernel too, and in test-kernels on Debian's
 test-integration: deps venv collection cni-plugin watcher
-	$(BIN)/python -m pytest -q -n $(JOBS) tests/integration
+	$(BIN)/python -m pytest -q -n $(JOBS) tests/integration tests/kernel
+
+# The kernel tier: tests/kernel (plus KERNEL_TESTS_EXTRA) as one pytest process in a VM booted on each
+# of Debian's kernels (linux-image-KERNEL, fetched and cached in /var/tmp/hostnet-kernels by
+# tests/harness/kernel_vm.sh; qemu, TCG when there is no usable KVM). Every kernel runs; any failure fails.
+KERNELS ?= amd64 6.12-amd64
+KERNEL_TESTS_EXTRA ?=
+KERNEL_PYTEST_ARGS ?= -q -p no:cacheprovider
+test-kernels: deps venv collection cni-plugin watcher
+	@failed=; for k in $(KERNELS); do \
+	  echo "== kernel tier: linux-image-$$k"; \
+	  tests/harness/kernel_vm.sh --kernel "$$k" -- env PYTHONDONTWRITEBYTECODE=1 PATH="$$PATH" \
+	    sh -c 'echo "kernel: $$(uname -r)"; exec "$$0" -m pytest "$$@"' $(BIN)/python \
+	    $(KERNEL_PYTEST_ARGS) tests/kernel $(KERNEL_TESTS_EXTRA) || failed="$$failed $$k"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test-kernels: failed on:$$failed"; exit 1; fi
 
 # Molecule: podman (runc, no network) on a local systemd image built with debootstrap, cached by a
 # hash of its recipe. Podman's state lives under $(MOLECULE_HOME), away from anyone else's.

@@ -4,6 +4,7 @@
 
 import json
 import os
+import subprocess
 import tempfile
 
 from .hermetic import REPO
@@ -98,3 +99,30 @@ def run_playbook(host, playbook_text, python, extra_vars=None, check=False, diff
         raise AssertionError("ansible-playbook did not return JSON (%d):\n%s\n%s" % (
             proc.returncode, proc.stdout, proc.stderr))
     return proc.returncode, data.get("stats", {}), results
+
+
+class LocalHost:
+    """The machine the tests run on, as a ``host`` for run_module / run_playbook: no hermetic
+    namespaces around the run. ``netns`` (a name in /run/netns) runs ansible inside that network
+    namespace (`ip netns exec`), for modules without a netns option or to keep a module's changes
+    off the machine's own network. The kernel tier (tests/kernel) uses it: there "the machine" is
+    the build host or the distro-kernel VM of `make test-kernels`."""
+
+    def __init__(self, netns=None):
+        self.netns = netns
+
+    def run(self, argv, check=True, **kwargs):
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("universal_newlines", True)
+        if self.netns is not None:
+            argv = ["ip", "netns", "exec", self.netns] + list(argv)
+        return subprocess.run(argv, check=check, **kwargs)
+
+
+def run_local_module(module, args, python=INTERPRETERS["os-pyroute2-0.7"], netns=None, check=False, diff=True,
+                     env=None):
+    """One module run end to end on this machine's kernel (local connection, the installed collection
+    in .build/collections, ``python`` as the managed host's interpreter); its result dict, as
+    run_module returns it. ``netns``: run it inside that named network namespace."""
+    return run_module(LocalHost(netns), module, args, python, check=check, diff=diff, env=env)

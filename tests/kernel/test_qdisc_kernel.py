@@ -167,7 +167,7 @@ SPECS = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(args=SPECS)
 def test_any_accepted_value_converges_in_one_run(pair, qdisc_missing, args):
     """For any value the module accepts, apply then plan again is empty."""

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Latency under load behind an htb rate limit: a pfifo leaf against an fq_codel leaf.
 
-    .venv/bin/python bench/bufferbloat.py [--kernel 6.12-amd64] [--count 100] [--interval 0.1]
+    .venv/bin/python bench/bufferbloat.py [--kernel 6.12-amd64] [--count 60] [--interval 0.1]
 
 Three fresh network namespaces: a container ``c``, a router ``a`` (IP forwarding on) and a peer
 ``b``, joined c -- a -- b by veths. The collection's own qdisc core (``tc.QdiscSpec`` +

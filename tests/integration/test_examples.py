@@ -29,8 +29,10 @@ def examples_of(module):
 def test_examples_run(host, module, python):
     tasks = yaml.safe_load(examples_of(module))
     assert tasks, "%s: EXAMPLES is empty" % module
-    # What the examples take from their surroundings: a running container process, and a bridge that
-    # carries the container subnets the port_mapper examples map to.
+    # What the examples take from their surroundings: a running container process, a bridge that
+    # carries the container subnets the port_mapper examples map to, and a reachable cgroup v2 hierarchy
+    # (the hermetic host's own sysfs hides the machine's cgroup mounts; every current distribution has one).
+    host.sh("mount -t cgroup2 none /sys/fs/cgroup")
     host.sh("ip link add br-apps type bridge && ip link set br-apps up && ip addr add 10.88.0.1/16 dev br-apps"
             " && ip addr add 10.89.0.1/16 dev br-apps && ip addr add fd00:88::1/64 dev br-apps nodad")
     app_pid = host.start_app()

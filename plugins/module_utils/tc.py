@@ -362,7 +362,8 @@ class QdiscSpec:
         if kind == "none" and limit is not None:
             raise ValidationError("limit", "does not apply to leaf=none")
         if limit is not None:
-            options["limit"] = _count("limit", limit, 1)
+            # pyroute2 packs a pfifo's limit as a signed 32-bit field
+            options["limit"] = _count("limit", limit, 1, 2 ** 31 - 1 if kind == "pfifo" else MAX_U32)
         if kind == "fq_codel":
             if flows is not None:
                 options["flows"] = _count("flows", flows, 1, 65536)
@@ -553,12 +554,12 @@ def public_view(state, ingress):
     root = state["root"]
     if root is None:
         return None
-    view = _rate_shown(root["kind"], dict((k, v) for k, v in root.items() if k not in _RAW_KEYS))
+    view = _rate_shown(root["kind"], _shown(root))
     view["handle"] = handle_str(root["handle"])
     if root["handle"] == 0:
         view["default"] = True  # the kernel's own choice (noqueue, pfifo_fast, mq, ...)
     if root["kind"] == "htb":
-        view["class"] = dict((k, v) for k, v in (state["class"] or {}).items() if k not in _RAW_KEYS) or None
+        view["class"] = _shown(state["class"] or {}) or None
         leaf = state["leaf"]
         view["leaf"] = dict((k, v) for k, v in leaf.items() if k != "handle") if leaf else None
     return view

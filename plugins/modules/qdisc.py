@@ -146,6 +146,7 @@ options:
       - Queue length in packets of V(fq_codel), V(pfifo) (alone or as the htb leaf) or V(fq).
       - When omitted, a new qdisc gets the kernel's default (for pfifo, the device's C(txqueuelen)) and an
         existing one keeps its limit.
+      - A pfifo's limit is at most 2147483647 (pyroute2 sends it as a signed 32-bit number).
     type: int
 extends_documentation_fragment:
   - hostnet.isolation.attributes

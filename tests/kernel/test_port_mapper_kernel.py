@@ -6,39 +6,22 @@ The pair's namespace ``a`` is the host (10.7.0.1), ``b`` the container (10.7.0.2
 forked child that entered ``a`` for good, so nothing it does can reach the namespace pytest runs in.
 """
 
-import json
 import os
 import subprocess
 
 import pytest
 
-from module_utils import nsutil, port_mapper, portmap
+from module_utils import capabilities, nsutil, port_mapper, portmap
 
 NETWORK = "hn-kt-smoke"
 
 
 def _in_netns(netns, func):
     """``func()`` in a forked child inside the named network namespace; its JSON-able result."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        os.close(read_fd)
-        try:
-            fd = os.open(os.path.join("/run/netns", netns), os.O_RDONLY)
-            nsutil.setns(fd)
-            payload = {"ok": func()}
-        except BaseException as exc:  # pylint: disable=broad-except
-            payload = {"error": "%s: %s" % (type(exc).__name__, exc)}
-        with os.fdopen(write_fd, "w") as f:
-            json.dump(payload, f)
-        os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    result = json.loads(data) if data else {"error": "the child died"}
-    assert "error" not in result, result["error"]
-    return result["ok"]
+    def inside():
+        nsutil.setns(os.open(os.path.join("/run/netns", netns), os.O_RDONLY))
+        return func()
+    return capabilities._in_child(inside)  # pylint: disable=protected-access  # the core's fork-and-return
 
 
 def _converge(lock_dir, **kwargs):

@@ -11,7 +11,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+
 from .errors import ApplyError
+
+# The units open in this process (innermost last): a part's transaction that lands hands its undo
+# steps to the innermost unit, so a failure in a later part undoes this one too.
+_UNITS = []
 
 
 class Transaction:
@@ -55,4 +61,38 @@ class Transaction:
             reason = "%s%s; rolled back %s" % (
                 where, exc, "cleanly" if not failed else "with errors: " + "; ".join(failed))
             raise ApplyError(field, reason) from exc
+        keep_all(self._undo)
+        self._undo = []
         return self.done
+
+
+def keep(description, undo):
+    """Hand ``undo`` of a change that has landed to the open unit (nothing when none is open)."""
+    if _UNITS and undo is not None:
+        _UNITS[-1]._undo.append((description, undo))  # pylint: disable=protected-access
+
+
+def keep_all(undos):
+    for description, undo in undos:
+        keep(description, undo)
+
+
+@contextlib.contextmanager
+def unit(field):
+    """Run the body's transactions as one: if the body raises, every change that landed in it is undone.
+
+    Parts that apply without a Transaction (a file write, one nft batch) register their undo with
+    ``keep``. Raises ApplyError naming ``field``, with the original failure and the rollback's result.
+    """
+    txn = Transaction()
+    _UNITS.append(txn)
+    try:
+        yield txn
+    except Exception as exc:
+        _UNITS.pop()
+        failed = txn.rollback()
+        reason = "%s; %s" % (exc, "rolled back everything this run had applied" if not failed
+                             else "rolled back with errors: " + "; ".join(failed))
+        raise ApplyError(getattr(exc, "field", None) or field, reason) from exc
+    _UNITS.pop()
+    keep_all(txn._undo)  # pylint: disable=protected-access

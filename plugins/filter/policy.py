@@ -5,8 +5,8 @@
     {{ host_network_policy | hostnet.isolation.network_policy(inventory_hostname) }}
 
 fails the task with every problem of the policy, each naming its field, and otherwise returns the
-normalised policy the host_network role converges. The other filters give the capabilities a
-policy needs, what the role owns under it, and what a new policy drops from an old record.
+normalised policy the host_network role converges; ``network_policy_requirements`` gives the
+capabilities a policy needs.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,6 +15,9 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.hostnet.isolation.plugins.module_utils import host_network
 from ansible_collections.hostnet.isolation.plugins.module_utils import policy as core
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import ValidationError
 
@@ -30,9 +33,24 @@ def _plain(value):
     return value
 
 
+def coerced(value, host="(this host)"):
+    """The policy as the host_network module receives it: Ansible's own checks and conversions of
+    its argument spec (built from the parts' schemas), so the controller and the host see the same values."""
+    value = _plain(value)
+    if not isinstance(value, dict):
+        return value  # core.check names the problem
+    result = ArgumentSpecValidator(host_network.policy_options()).validate(value)
+    if result.error_messages:
+        raise AnsibleFilterError("host %s: invalid network policy (%d problem%s):\n  %s" % (
+            host, len(result.error_messages), "" if len(result.error_messages) == 1 else "s",
+            "\n  ".join(m.replace("found in", "in host_network_policy.") for m in result.error_messages)))
+    return result.validated_parameters
+
+
 def network_policy(value, host="(this host)"):
+    """The checked, normalised policy, or a failure naming every bad field (the module's own check)."""
     try:
-        return core.check(str(host), _plain(value))
+        return core.check(str(host), coerced(value, host))
     except ValidationError as exc:
         raise AnsibleFilterError(str(exc)) from None
 
@@ -41,20 +59,6 @@ def network_policy_requirements(value):
     return core.requirements(_plain(value))
 
 
-def network_policy_owned(value):
-    return core.owned(_plain(value))
-
-
-def network_policy_removed(previous, current):
-    return core.removed(_plain(previous), _plain(current))
-
-
-def network_policy_waiting(plan, namespace_results=None, veth_results=None):
-    return core.waiting(_plain(plan), _plain(namespace_results), _plain(veth_results))
-
-
 class FilterModule:
     def filters(self):
-        return {"network_policy": network_policy, "network_policy_requirements": network_policy_requirements,
-                "network_policy_owned": network_policy_owned, "network_policy_removed": network_policy_removed,
-                "network_policy_waiting": network_policy_waiting}
+        return {"network_policy": network_policy, "network_policy_requirements": network_policy_requirements}

@@ -19,7 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from . import portranges, watcher_policy
+from . import ephemeral, netns, port_mapper, portranges, portredirect, tc, veth, watcher_policy
 from .errors import ValidationError
 from .portmap import PortMapperSpec
 
@@ -96,6 +96,43 @@ class _Checker:
 
 
 _PORT_MAPPER_OPTIONS = ("network", "chain", "mappings", "exclude_devices", "hairpin", "localhost", "backend")
+# Each policy section is a list of one part's items; the part's own checks run on each (contract.py).
+PART_OF = {"namespaces": netns, "veths": veth, "qdiscs": tc, "redirects": portredirect,
+           "ephemeral_ports": ephemeral, "port_mappers": port_mapper}
+# Keys of a section's items that are the policy's, not the part's options.
+POLICY_KEYS = {"redirects": ("task",)}
+
+
+def part_params(section, item, agent_ports=None):
+    """The part's options for one policy item (what the host_network module converges)."""
+    part = PART_OF[section]
+    params = dict((k, v) for k, v in item.items()
+                  if k in part.OPTIONS and v is not None and k not in POLICY_KEYS.get(section, ()))
+    if section == "ephemeral_ports" and agent_ports:
+        params["agent_ports"] = agent_ports
+    if section == "port_mappers":
+        params["mappings"] = [dict((k, v) for k, v in m.items() if k != "task" and v is not None)
+                              if isinstance(m, dict) else m for m in item.get("mappings") or []]
+        params["exclusive"] = True
+    return params
+
+
+def _part_checks(c, section, pairs, agent_ports):
+    """The part's own validation of each item, without the host: what the host would refuse, refused here."""
+    part = PART_OF[section]
+    if not hasattr(part, "spec"):
+        return
+    allowed = (set(part.OPTIONS) | set(POLICY_KEYS.get(section, ()))) - set(("state",))
+    for field, item in pairs:
+        unknown = sorted(k for k in item if k not in allowed)
+        for key in unknown:
+            c.bad("%s.%s" % (field, key), "is not an option of %s items (%s)" % (section, ", ".join(sorted(allowed))))
+        if unknown:
+            continue
+        try:
+            part.spec(part_params(section, item, agent_ports), host=False)
+        except ValidationError as exc:
+            c.bad("%s.%s" % (field, exc.field) if exc.field else field, exc.reason)
 
 
 def _full(field):
@@ -178,6 +215,8 @@ def check(host, policy):
     # namespaces and veths: names, and references to them
     namespaces = c.items("namespaces", policy, ("name",))
     ns_names = c.unique(namespaces, "name", "namespace")
+    agent_text = _text(agent) if agent is not None else None
+    _part_checks(c, "namespaces", namespaces, agent_text)
 
     def netns_ref(field, value):
         if value in (None, "") or not isinstance(value, str) or value.startswith("/"):
@@ -187,17 +226,15 @@ def check(host, policy):
 
     veths = c.items("veths", policy, ("name", "peer"))
     veth_names = c.unique(veths, "name", "veth")
+    _part_checks(c, "veths", veths, agent_text)
     for field, item in veths:
-        for key in ("name", "peer"):
-            if len(str(item[key])) > MAX_IFNAME:
-                c.bad("%s.%s" % (field, key), "%r is longer than %d characters (a Linux interface name)"
-                      % (item[key], MAX_IFNAME))
         netns_ref("%s.peer_netns" % field, item.get("peer_netns"))
         netns_ref("%s.netns" % field, item.get("netns"))
 
     qdiscs = c.items("qdiscs", policy, ("device", "kind"))
     c.unique(qdiscs, lambda q: (q.get("netns") or "", q["device"], q["kind"] == "ingress"),
              "a qdisc at this device and parent", "device")
+    _part_checks(c, "qdiscs", qdiscs, agent_text)
     for field, item in qdiscs:
         netns_ref("%s.netns" % field, item.get("netns"))
 
@@ -206,6 +243,7 @@ def check(host, policy):
     c.unique(redirects, "veth", "a redirect to veth")
     taken = []
     out_redirects = []
+    checked = []
     for field, item in redirects:
         if item["veth"] not in veth_names:
             c.bad("%s.veth" % field, "veth %r is not declared in %s.veths" % (item["veth"], ROOT))
@@ -233,10 +271,13 @@ def check(host, policy):
                 c.bad("%s.ports" % field, "%s are already redirected by %s" % (_text(shared), _full(other_field)))
         taken.append((field, ports))
         out_redirects.append(dict(item, ports=_text(ports)))
+        checked.append((field, out_redirects[-1]))
+    _part_checks(c, "redirects", checked, agent_text)
 
     # ephemeral ports: never inside the agent's range, never shared
     ephemeral = c.items("ephemeral_ports", policy, ("container",))
     c.unique(ephemeral, "container", "ephemeral ports for container")
+    _part_checks(c, "ephemeral_ports", ephemeral, agent_text)
     explicit = []
     for field, item in ephemeral:
         netns_ref("%s.netns" % field, item.get("netns"))
@@ -256,6 +297,7 @@ def check(host, policy):
     # port mappings: the host port belongs to the mapping's task, and to no one else
     mappers = c.items("port_mappers", policy, ("network",))
     c.unique(mappers, "network", "port mapper network")
+    _part_checks(c, "port_mappers", mappers, agent_text)
     mapped = {}
     for field, mapper in mappers:
         mappings = mapper.get("mappings") or []
@@ -429,58 +471,4 @@ def removed(previous, current):
     out["veths"] = [v for v in out["veths"] if (v.get("netns") or "") not in gone_ns]
     out["qdiscs"] = [q for q in out["qdiscs"] if (q.get("netns") or "") not in gone_ns
                      and ((q.get("netns") or ""), q["device"]) not in gone_dev]
-    return out
-
-
-def waiting(plan, namespace_results=None, veth_results=None):
-    """Check mode: which items of ``plan`` cannot be planned against the kernel yet, by part.
-
-    A namespace or veth this run would create does not exist in check mode, so whatever lives in it
-    or on it cannot be read and compared. ``namespace_results`` and ``veth_results`` are the loop
-    results of the netns and veth tasks in check mode (a namespace without ``namespace_inode``, a
-    veth without ``interface``, would be created). Returns the indices into each part of the plan
-    that wait, and one line per waiting item for the report.
-    """
-    def created(results, key, test):
-        return [r.get("item") or {} for r in results or [] if r.get("skipped") or test(r.get(key))]
-
-    def no_inode(netns):
-        return not netns or netns.get("namespace_inode") is None
-
-    new_ns = set(i.get("name") for i in created(namespace_results, "netns", no_inode))
-    new_dev = set()
-    for item in created(veth_results, "interface", lambda v: v is None):
-        new_dev.add((item.get("netns") or "", item.get("name")))
-        new_dev.add((item.get("peer_netns") or item.get("netns") or "", item.get("peer")))
-    out = {"report": []}
-
-    def mark(part, index, why):
-        out.setdefault(part, []).append(index)
-        out["report"].append(why)
-
-    plan = plan or {}
-    for i, v in enumerate(plan.get("veths") or []):
-        ns = [n for n in (v.get("netns"), v.get("peer_netns")) if n in new_ns]
-        if ns:
-            mark("veths", i, "veth %s <-> %s: would be created once namespace %s exists" % (
-                v["name"], v["peer"], ns[0]))
-    for i, q in enumerate(plan.get("qdiscs") or []):
-        where = q.get("netns") or ""
-        if where in new_ns or (where, q["device"]) in new_dev:
-            mark("qdiscs", i, "qdisc %s on %s%s: would be set once %s exists" % (
-                q["kind"], q["device"], " in %s" % where if where else "", "namespace %s" % where
-                if where in new_ns else "device %s" % q["device"]))
-    for i, r in enumerate(plan.get("redirects") or []):
-        where = r.get("netns") or ""
-        if where in new_ns or (where, r["veth"]) in new_dev:
-            mark("redirects", i, "redirect of %s to %s: would be set once %s exists" % (
-                r["ports"], r["veth"], "namespace %s" % where if where in new_ns else "veth %s" % r["veth"]))
-    for i, e in enumerate(plan.get("ephemeral_ports") or []):
-        if (e.get("netns") or "") in new_ns:
-            mark("ephemeral_ports", i, "ephemeral ports of %s: would be allocated once namespace %s exists" % (
-                e["container"], e["netns"]))
-    for i, m in enumerate(plan.get("port_mappers") or []):
-        if m.get("localhost") and new_dev:
-            mark("port_mappers", i, "port mapper %s: would be set once the veths this run creates exist (localhost "
-                                    "mappings need the route to each container)" % m["network"])
     return out

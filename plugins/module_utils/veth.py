@@ -16,15 +16,58 @@ import os
 import socket
 
 from . import netlink, nsutil, validate
+from . import contract
 from .errors import ValidationError
 from .transaction import Transaction
+
+# The option schema, once (see contract.py): the module's argument_spec and the policy check use it.
+OPTIONS = {
+    "name": {"type": "str", "required": True, "bad": ["veth:web", "a-name-longer-than-15", ""]},
+    "peer": {"type": "str", "bad": ["eth 0", "x" * 16]},
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent"], "bad": ["gone"]},
+    "netns": {"type": "str", "bad": ["../web", "web/1"]},
+    "netns_pid": {"type": "int", "bad": [0, -1, "x"]},
+    "peer_netns": {"type": "str", "bad": ["web/../x", ".hidden/x"]},
+    "peer_netns_pid": {"type": "int", "bad": [-5, "x"]},
+    "netns_dir": {"type": "path", "default": nsutil.DEFAULT_NETNS_DIR, "bad": ["run/netns"]},
+    "mtu": {"type": "int", "bad": [70000, 67, "big"]},
+    "mac": {"type": "str", "bad": ["02:00:00:00:00", "01:00:5e:00:00:01", "zz:00:00:00:00:01"]},
+    "peer_mac": {"type": "str", "bad": ["02-00-00-00-00-01"]},
+    "addresses": {"type": "list", "elements": "str", "bad": [["10.0.0.1/33"], ["10.0.0.300/24"]]},
+    "peer_addresses": {"type": "list", "elements": "str", "bad": [["10.77.0.2/33"], ["fe80::1%eth0/64"]]},
+    "peer_gateway": {"type": "str", "bad": ["10.0.0.256", "fe80::1%eth0"]},
+    "master": {"type": "str", "bad": ["br:0"]},
+}
+
+
+def spec(params, host=True, planned=None):
+    """The validated spec (contract.py): ``host=False`` checks everything that needs no host I/O."""
+    return VethSpec(host=host, planned=planned, **params)
+
+
+def _netns_path(field, name, pid, netns_dir, host, planned):
+    """The namespace's handle path; without ``host`` (or when this run creates it) only its syntax is checked."""
+    if pid is not None:
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValidationError(field, "%r is not a process id" % (pid,))
+    elif name is not None:
+        if not isinstance(name, str) or not name:
+            raise ValidationError(field, "%r is not a namespace name or path" % (name,))
+        if not name.startswith("/"):
+            nsutil.check_netns_name(field, name)
+    if not host:
+        return None
+    path = os.path.join(netns_dir, name) if name is not None and not name.startswith("/") else name
+    if pid is None and planned is not None and planned.netns(path):
+        return path
+    return nsutil.resolve_netns(field, name=name, pid=pid, netns_dir=netns_dir)
 
 
 class VethSpec:
     def __init__(self, name, peer=None, state="present", netns=None, netns_pid=None,
                  peer_netns=None, peer_netns_pid=None, netns_dir=nsutil.DEFAULT_NETNS_DIR,
                  mtu=None, mac=None, peer_mac=None, addresses=None, peer_addresses=None,
-                 peer_gateway=None, master=None):
+                 peer_gateway=None, master=None, host=True, planned=None):
         if state not in ("present", "absent"):
             raise ValidationError("state", "%r is not one of present, absent" % (state,))
         self.state = state
@@ -34,13 +77,14 @@ class VethSpec:
         for field, value, pid in (("netns", netns, netns_pid), ("peer_netns", peer_netns, peer_netns_pid)):
             if value is not None and pid is not None:
                 raise ValidationError(field, "give either %s or %s_pid, not both" % (field, field))
+        self.planned = planned or contract.NOTHING_PLANNED
         self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid else "(current)")
         self.netns_gone = False
         try:
-            self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
-                                              name=netns, pid=netns_pid, netns_dir=netns_dir)
+            self.netns = _netns_path("netns_pid" if netns_pid is not None else "netns", netns, netns_pid,
+                                     netns_dir, host, planned)
         except ValidationError:
-            if state != "absent":
+            if state != "absent" or not host:
                 raise
             self.netns, self.netns_gone = None, True  # the pair died with its namespace: nothing to remove
         if state == "absent":
@@ -49,13 +93,19 @@ class VethSpec:
         if peer is None:
             raise ValidationError("peer", "required with state=present")
         self.peer = validate.ifname("peer", peer)
-        self.peer_netns = nsutil.resolve_netns("peer_netns_pid" if peer_netns_pid is not None else "peer_netns",
-                                               name=peer_netns, pid=peer_netns_pid, netns_dir=netns_dir)
+        self.peer_netns = _netns_path("peer_netns_pid" if peer_netns_pid is not None else "peer_netns",
+                                      peer_netns, peer_netns_pid, netns_dir, host, planned)
         self.peer_netns_label = (peer_netns if peer_netns is not None
                                  else ("pid %d" % peer_netns_pid if peer_netns_pid else self.netns_label))
         if peer_netns is None and peer_netns_pid is None:
             self.peer_netns = self.netns  # as documented: the host end's namespace
-        same_ns = _same_ns(self.netns, self.peer_netns)
+        if host:
+            same_ns = self._pending() or _same_ns(self.netns, self.peer_netns)
+        else:  # the same namespace when both name the same one (or neither names one)
+            same_ns = ((peer_netns, peer_netns_pid) == (netns, netns_pid)
+                       or (peer_netns is None and peer_netns_pid is None))
+        if self._pending():
+            same_ns = self.netns == self.peer_netns
         if same_ns and self.peer == self.name:
             raise ValidationError("peer", "%r is also the host end's name, in the same namespace" % peer)
         self.mtu = validate.mtu("mtu", mtu)
@@ -73,6 +123,10 @@ class VethSpec:
                                                       "peer could not reach it"
                                       % (self.peer_gateway, ", ".join(str(a) for a in self.peer_addresses)))
         self.master = validate.ifname("master", master) if master is not None else None
+
+    def _pending(self):
+        """Whether one end's namespace is one this run creates (check mode: nothing to read there)."""
+        return self.planned.netns(self.netns) or self.planned.netns(getattr(self, "peer_netns", None))
 
 
 def _same_ns(a, b):
@@ -100,15 +154,20 @@ def pair_view(h, state):
 class _Handles:
     """Netlink sockets for the host end's and the peer's namespace."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, pending=False):
+        if pending:  # check mode, a namespace this run creates: nothing exists there to read
+            self.host = None if spec.planned.netns(spec.netns) else netlink.open_iproute(spec.netns)
+            self.peer = None
+            return
         self.host = netlink.open_iproute(spec.netns)
         peer_ns = getattr(spec, "peer_netns", None)
         self.peer = self.host if spec.state == "absent" or _same_ns(spec.netns, peer_ns) \
             else netlink.open_iproute(peer_ns)
 
     def close(self):
-        self.host.close()
-        if self.peer is not self.host:
+        if self.host is not None:
+            self.host.close()
+        if self.peer not in (None, self.host):
             self.peer.close()
 
 
@@ -144,9 +203,20 @@ def read_veth(spec, h):
     return state
 
 
-def plan_veth(spec, h):
+def fresh_state(spec, h):
+    """The state read_veth would find where this run creates the namespace of an end: no pair yet."""
+    master = None
+    if spec.master is not None:
+        master = netlink.link_state(h.host, ifname=spec.master) if h.host is not None else None
+        if master is None or master["kind"] != "bridge":
+            raise ValidationError("master", "no bridge %s in namespace %s" % (spec.master, spec.netns_label))
+    return {"host": None, "peer": None, "master": master, "host_addrs": [], "peer_addrs": [], "gateway": None}
+
+
+def plan_veth(spec, h, state=None):
     """Actions that bring the pair to ``spec``, with before/after views for diff."""
-    state = read_veth(spec, h)
+    if state is None:
+        state = read_veth(spec, h)
     host = state["host"]
     actions = []
     if spec.state == "absent":
@@ -300,7 +370,7 @@ def describe_action(action):
     return "default route via %s on %s (was %s)" % (action["gateway"], action["name"], action["old"])
 
 
-def converge_veth(spec, check_mode=False):
+def converge_veth(spec, check_mode=False, planned=None):
     """Plan, and unless ``check_mode``, apply.
 
     Returns the plan: ``changes`` (what was or would be done), ``before``, ``after`` (read back
@@ -310,9 +380,15 @@ def converge_veth(spec, check_mode=False):
     if spec.netns_gone:
         gone = {"name": spec.name, "present": False}
         return {"actions": [], "changes": [], "before": gone, "after": gone, "result": None}
-    h = _Handles(spec)
+    if planned is not None:
+        spec.planned = planned
+    pending = spec.state == "present" and spec._pending()  # pylint: disable=protected-access
+    if pending and not check_mode:
+        raise ValidationError("peer_netns" if spec.planned.netns(spec.peer_netns) else "netns",
+                              "the namespace does not exist yet")
+    h = _Handles(spec, pending)
     try:
-        plan = plan_veth(spec, h)
+        plan = plan_veth(spec, h, fresh_state(spec, h) if pending else None)
         plan["changes"] = [describe_action(a) for a in plan["actions"]]
         state = plan.pop("state")
         if plan["actions"] and not check_mode:
@@ -328,3 +404,11 @@ def converge_veth(spec, check_mode=False):
         return plan
     finally:
         h.close()
+
+
+def converge(spec, check_mode=False, planned=None):
+    """The part's result (contract.py): ``interface`` is both ends with their ifindex, or None."""
+    plan = converge_veth(spec, check_mode, planned)
+    return {"changed": bool(plan["actions"]), "changes": plan["changes"], "interface": plan["result"],
+            "created": any(a["action"] == "create" for a in plan["actions"]),
+            "diff": {"before": plan["before"], "after": plan["after"]}}

@@ -150,30 +150,13 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.hostnet.isolation.plugins.module_utils import netlink
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, netlink, veth
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
-from ansible_collections.hostnet.isolation.plugins.module_utils.veth import VethSpec, converge_veth
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            peer=dict(type="str"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            netns=dict(type="str"),
-            netns_pid=dict(type="int"),
-            peer_netns=dict(type="str"),
-            peer_netns_pid=dict(type="int"),
-            netns_dir=dict(type="path", default="/var/run/netns"),
-            mtu=dict(type="int"),
-            mac=dict(type="str"),
-            peer_mac=dict(type="str"),
-            addresses=dict(type="list", elements="str"),
-            peer_addresses=dict(type="list", elements="str"),
-            peer_gateway=dict(type="str"),
-            master=dict(type="str"),
-        ),
+        argument_spec=contract.argument_spec(veth.OPTIONS),
         mutually_exclusive=[("netns", "netns_pid"), ("peer_netns", "peer_netns_pid")],
         required_if=[("state", "present", ["peer"])],
         supports_check_mode=True,
@@ -181,16 +164,16 @@ def main():
     if netlink.PYROUTE2_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("pyroute2"), exception=str(netlink.PYROUTE2_IMPORT_ERROR))
     try:
-        spec = VethSpec(**module.params)
-        plan = converge_veth(spec, check_mode=module.check_mode)
+        result = veth.converge(veth.spec(contract.module_params(module.params, veth.OPTIONS)),
+                               check_mode=module.check_mode)
     except HostnetError as exc:
         module.fail_json(msg=str(exc), field=exc.field, reason=exc.reason)
     except (OSError, netlink.NetlinkError) as exc:
         module.fail_json(msg="veth %s: %s" % (module.params["name"], exc))
-
-    result = dict(changed=bool(plan["actions"]), changes=plan["changes"], interface=plan["result"])
+    result.pop("created")
+    diff = result.pop("diff")
     if module._diff:
-        result["diff"] = dict(before=plan["before"], after=plan["after"])
+        result["diff"] = diff
     module.exit_json(**result)
 
 

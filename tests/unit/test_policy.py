@@ -119,7 +119,7 @@ INVALID = [
     ("veth-undeclared-namespace", setitem(["veths", 1, "peer_netns"], "apj"), "host_network_policy.veths[1].peer_netns",
      "namespace 'apj' is not declared in host_network_policy.namespaces"),
     ("veth-name-too-long", setitem(["veths", 0, "name"], "veth-web-frontend"), "host_network_policy.veths[0].name",
-     "longer than 15 characters"),
+     "is 17 characters long; Linux allows at most 15"),
     ("duplicate-namespace", append(["namespaces"], {"name": "web"}), "host_network_policy.namespaces[2].name",
      "already declared"),
     ("two-root-qdiscs", append(["qdiscs"], {"device": "veth-web", "kind": "tbf", "rate": "1mbit"}),

@@ -36,10 +36,12 @@ def _ip(*args):
 
 
 def _shown(netns, dev):
-    """Qdiscs (``tc -j``) and classes (tc prints no JSON for them) of the device, without counters."""
+    """Qdiscs (``tc -j``) and htb classes (tc prints no JSON for them) of the device, without counters."""
     def tc_show(*args):
         return subprocess.run(["tc", "-n", netns] + list(args), check=True, capture_output=True, text=True).stdout
-    return json.loads(tc_show("-j", "qdisc", "show", "dev", dev)), tc_show("class", "show", "dev", dev)
+    # fq_codel lists its flows that hold packets as classes: traffic (IPv6 router solicitations), not state
+    classes = [line for line in tc_show("class", "show", "dev", dev).splitlines() if not line.startswith("class fq_codel")]
+    return json.loads(tc_show("-j", "qdisc", "show", "dev", dev)), classes
 
 
 def _outcome(call):

@@ -32,12 +32,12 @@ __metaclass__ = type
 
 import errno
 import math
+import os
 import re
 from fractions import Fraction
 
-from . import capabilities, netlink, nsutil, sched_fq, validate
+from . import capabilities, contract, netlink, nsutil, sched_fq, transaction, validate
 from .errors import ApplyError, ValidationError
-from .transaction import Transaction
 
 TC_H_ROOT = 0xFFFFFFFF
 TC_H_INGRESS = 0xFFFFFFF1
@@ -71,6 +71,33 @@ _SIZE_BYTES = {"b": 1, "k": 2 ** 10, "kb": 2 ** 10, "kib": 2 ** 10, "m": 2 ** 20
 _TIME_USEC = {"us": 1, "usec": 1, "ms": 1000, "msec": 1000, "s": 10 ** 6, "sec": 10 ** 6}
 _MAX_DIGITS = 1000  # far beyond any limit, well below the 4300 digits Python converts
 _NUMBER_UNIT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)\Z")
+
+
+# The module's options, once (contract.py): Ansible's argument_spec keys, and ``bad``: values a user
+# could plausibly give that the spec refuses, naming the option.
+OPTIONS = {
+    "device": {"type": "str", "required": True, "bad": ["veth:web", "a-device-name-too-long", "eth 0"]},
+    "kind": {"type": "str", "choices": list(KINDS), "bad": ["fq-codel", "HTB"]},
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent"], "bad": ["enabled"]},
+    "netns": {"type": "str", "bad": ["web/app", "..", ""]},
+    "netns_pid": {"type": "int", "bad": [0, -1, "init"]},
+    "netns_dir": {"type": "path", "default": nsutil.DEFAULT_NETNS_DIR, "bad": ["run/netns"]},
+    "rate": {"type": "str", "bad": ["10 lightyears", "10mbit/s", "40gbit"]},
+    "rate_per_cpu": {"type": "str", "bad": ["5 mbit per cpu", "0"]},
+    "cpus": {"type": "float", "bad": [0, -2, "two"]},
+    "min_rate": {"type": "str", "bad": ["1 mbit", "-1"]},
+    "max_rate": {"type": "str", "bad": ["1gb/s", "fast"]},
+    "ceil": {"type": "str", "bad": ["1kbit", "12 mbit"]},
+    "burst": {"type": "str", "bad": ["32 kilobytes", "0"]},
+    "cburst": {"type": "str", "bad": ["1 frame", "-1"]},
+    "latency": {"type": "str", "bad": ["5 minutes", "0ms"]},
+    "leaf": {"type": "str", "choices": list(LEAVES), "bad": ["codel", "sfq"]},
+    "flows": {"type": "int", "bad": [0, 100000, "many"]},
+    "target": {"type": "str", "bad": ["5 ms", "5min"]},
+    "interval": {"type": "str", "bad": ["100 ms", "1h"]},
+    "ecn": {"type": "bool", "bad": ["maybe", 2]},
+    "limit": {"type": "int", "bad": [0, -5, "1000 packets"]},
+}
 
 
 def _number_with_unit(field, value, units, what, example):
@@ -137,17 +164,33 @@ def format_rate(rate):
     return "%dbit" % bits
 
 
-def _read_tick_in_usec():
-    """Scheduler ticks per microsecond, computed as pyroute2 and tc compute it (15.625 on current kernels)."""
+# Scheduler ticks per microsecond, as pyroute2 and tc compute them from /proc/net/psched
+# (t2us / us2t * clock_res / 10^6). Current kernels all report "000003e8 00000040 000f4240 ..." there
+# (1000 / 64 * 1: a tick is 1 << PSCHED_SHIFT = 64 ns; seen on Debian's 6.1 and 6.12 and on 6.18), so
+# the spec is validated with this value everywhere, the controller included, without reading the
+# host; ``converge`` checks on the host that its kernel reports the same (``check_psched``).
+TICK_IN_USEC = 15.625
+
+
+def psched_tick_in_usec(path="/proc/net/psched"):
+    """The running kernel's scheduler ticks per microsecond (None when it cannot be read)."""
     try:
-        with open("/proc/net/psched") as f:
+        with open(path) as f:
             t2us, us2t, clock_res = [int(x, 16) for x in f.read().split()[:3]]
         return float(t2us) / us2t * (float(clock_res) / 1000000)
     except (OSError, ValueError, ZeroDivisionError):
-        return 15.625
+        return None
 
 
-TICK_IN_USEC = _read_tick_in_usec()
+def check_psched(path="/proc/net/psched"):
+    """Refuse a kernel whose scheduler clock is not the one the spec's bursts were computed for: a
+    burst would be sent in other units than compared, and no run would ever be idempotent."""
+    found = psched_tick_in_usec(path)
+    if found is not None and found != TICK_IN_USEC:
+        raise ValidationError("kind", "this kernel counts %s scheduler ticks per microsecond (%s); bursts are "
+                              "computed for %s, what current kernels report" % (found, path, TICK_IN_USEC))
+
+
 MAX_U32 = 2 ** 32 - 1
 # tbf keeps its buffer in nanoseconds, capped at 2^32 - 1 (4.29 s), which is this many ticks
 TBF_MAX_BUFFER_TICKS = MAX_U32 // 64
@@ -223,13 +266,38 @@ def _burst(field, value, rate, max_ticks, what):
     return size
 
 
+def netns_path(netns, netns_pid, netns_dir):
+    """The handle path of the namespace the options name (None: the module's own), checked without the host."""
+    if netns_dir is None:
+        netns_dir = nsutil.DEFAULT_NETNS_DIR
+    if not isinstance(netns_dir, str) or not netns_dir.startswith("/") or "\x00" in netns_dir:
+        raise ValidationError("netns_dir", "%r is not an absolute path (where `ip netns` keeps its handles, "
+                                           "like /var/run/netns)" % (netns_dir,))
+    if netns_pid is not None:
+        if isinstance(netns_pid, bool) or not isinstance(netns_pid, int) or netns_pid <= 0:
+            raise ValidationError("netns_pid", "%r is not a process id" % (netns_pid,))
+        return "/proc/%d/ns/net" % netns_pid
+    if netns is None:
+        return None
+    if not isinstance(netns, str):
+        raise ValidationError("netns", "%r is not a namespace name or the absolute path of its handle" % (netns,))
+    if netns.startswith("/"):
+        if "\x00" in netns:
+            raise ValidationError("netns", "%r is not a path" % (netns,))
+        return netns
+    nsutil.check_netns_name("netns", netns)
+    return os.path.join(netns_dir, netns)
+
+
 class QdiscSpec:
     """One device's root or ingress qdisc, validated; every error names its field."""
 
     def __init__(self, device, kind=None, state="present", netns=None, netns_pid=None,
                  netns_dir=nsutil.DEFAULT_NETNS_DIR, rate=None, rate_per_cpu=None, cpus=None, min_rate=None,
                  max_rate=None, ceil=None, burst=None, cburst=None, latency=None, leaf=None, flows=None,
-                 target=None, interval=None, ecn=None, limit=None):
+                 target=None, interval=None, ecn=None, limit=None, host=True, planned=None):
+        """``host=False``: every check but the host's (no namespace lookup); a namespace ``planned``
+        creates need not exist yet."""
         if state not in ("present", "absent"):
             raise ValidationError("state", "%r is not one of present, absent" % (state,))
         self.state = state
@@ -242,9 +310,12 @@ class QdiscSpec:
         self.ingress = kind == "ingress"
         if netns is not None and netns_pid is not None:
             raise ValidationError("netns", "give either netns or netns_pid, not both")
+        netns_dir = nsutil.DEFAULT_NETNS_DIR if netns_dir is None else netns_dir
+        self.netns = netns_path(netns, netns_pid, netns_dir)
         self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid else "(current)")
-        self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
-                                          name=netns, pid=netns_pid, netns_dir=netns_dir)
+        if host and not (planned or contract.NOTHING_PLANNED).netns(self.netns):
+            self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
+                                              name=netns, pid=netns_pid, netns_dir=netns_dir)
         given = dict(rate=rate, rate_per_cpu=rate_per_cpu, cpus=cpus, min_rate=min_rate, max_rate=max_rate,
                      ceil=ceil, burst=burst, cburst=cburst, latency=latency, leaf=leaf, flows=flows,
                      target=target, interval=interval, ecn=ecn, limit=limit)
@@ -614,8 +685,8 @@ def _describe_root(view):
     return "%s %s" % (view["kind"], handle_str(view["handle"]))
 
 
-def plan(spec, ipr, index):
-    state = read_device(ipr, index)
+def plan(spec, state):
+    """The actions that take the device from ``state`` (``read_device``'s) to the spec, and that state."""
     actions = []
     if spec.ingress or (spec.state == "absent" and spec.kind == "ingress"):
         if spec.state == "present" and state["ingress"] is None:
@@ -856,53 +927,56 @@ def _delete_root(ipr, index):
             raise
 
 
-def _step(spec, ipr, index, action, txqueuelen):  # pylint: disable=too-many-return-statements
+def _step(spec, index, action, txqueuelen):  # pylint: disable=too-many-return-statements
+    """(do, undo) for one action, each taking the IPRoute to use (undo: None when the step before undoes it)."""
     kind = action["action"]
     if kind == "add_ingress":
-        return (lambda: _tc(ipr, "add", "ingress", index, INGRESS_HANDLE),
-                lambda: ipr.tc("del", None, index, INGRESS_HANDLE, parent=TC_H_INGRESS))
+        return (lambda ipr: _tc(ipr, "add", "ingress", index, INGRESS_HANDLE),
+                lambda ipr: ipr.tc("del", None, index, INGRESS_HANDLE, parent=TC_H_INGRESS))
     if kind == "del_ingress":
-        return (lambda: ipr.tc("del", None, index, INGRESS_HANDLE, parent=TC_H_INGRESS),
-                lambda: ipr.tc("add", "ingress", index, INGRESS_HANDLE))
+        return (lambda ipr: ipr.tc("del", None, index, INGRESS_HANDLE, parent=TC_H_INGRESS),
+                lambda ipr: ipr.tc("add", "ingress", index, INGRESS_HANDLE))
     if kind == "del_root":
-        return (lambda: _delete_root(ipr, index)), (lambda: _restore(ipr, index, action["old"]))
+        return (lambda ipr: _delete_root(ipr, index)), (lambda ipr: _restore(ipr, index, action["old"]))
     if kind == "graft_root":
-        return ((lambda: _tc(ipr, "replace", spec.kind, index, action["handle"],
-                             **qdisc_kwargs(spec.kind, spec.options, txqueuelen=txqueuelen))),
-                (lambda: _restore(ipr, index, action["old"])))
+        return ((lambda ipr: _tc(ipr, "replace", spec.kind, index, action["handle"],
+                                 **qdisc_kwargs(spec.kind, spec.options, txqueuelen=txqueuelen))),
+                (lambda ipr: _restore(ipr, index, action["old"])))
     if kind == "add_class":
-        return (lambda: ipr.tc("add-class", "htb", index, action["handle"],
-                               **class_kwargs(spec.options, action["handle"] & 0xFFFF0000))), None
+        return (lambda ipr: ipr.tc("add-class", "htb", index, action["handle"],
+                                   **class_kwargs(spec.options, action["handle"] & 0xFFFF0000))), None
     if kind == "change_class":
         old = action["old"]
-        return ((lambda: ipr.tc("change-class", "htb", index, action["handle"],
-                                **class_kwargs(spec.options, action["handle"] & 0xFFFF0000))),
-                (lambda: ipr.tc("change-class", "htb", index, action["handle"],
-                                **_class_to_restore(old, action["handle"] & 0xFFFF0000))))
+        return ((lambda ipr: ipr.tc("change-class", "htb", index, action["handle"],
+                                    **class_kwargs(spec.options, action["handle"] & 0xFFFF0000))),
+                (lambda ipr: ipr.tc("change-class", "htb", index, action["handle"],
+                                    **_class_to_restore(old, action["handle"] & 0xFFFF0000))))
     old = action.get("old")
     parent = action.get("parent")
     if kind == "add_leaf":
-        return ((lambda: _tc(ipr, "add", spec.leaf, index, LEAF_HANDLE, parent=parent,
-                             **qdisc_kwargs(spec.leaf, spec.leaf_options, txqueuelen=txqueuelen))),
-                (lambda: ipr.tc("del", None, index, LEAF_HANDLE, parent=parent)))
+        return ((lambda ipr: _tc(ipr, "add", spec.leaf, index, LEAF_HANDLE, parent=parent,
+                                 **qdisc_kwargs(spec.leaf, spec.leaf_options, txqueuelen=txqueuelen))),
+                (lambda ipr: ipr.tc("del", None, index, LEAF_HANDLE, parent=parent)))
     if kind == "del_leaf":
-        return ((lambda: ipr.tc("del", None, index, old["handle"], parent=parent)),
-                (lambda: ipr.tc("add", old["kind"], index, old["handle"], parent=parent, **_kwargs_to_restore(old))))
+        return ((lambda ipr: ipr.tc("del", None, index, old["handle"], parent=parent)),
+                (lambda ipr: ipr.tc("add", old["kind"], index, old["handle"], parent=parent,
+                                    **_kwargs_to_restore(old))))
     if kind == "replace_leaf":
         # one request grafts the new leaf in place of the old: the class is never without its leaf
-        return ((lambda: _tc(ipr, "replace", spec.leaf, index, action["new_handle"], parent=parent,
-                             **qdisc_kwargs(spec.leaf, spec.leaf_options, txqueuelen=txqueuelen))),
-                (lambda: ipr.tc("replace", old["kind"], index, old["handle"], parent=parent,
-                                **_kwargs_to_restore(old))))
+        return ((lambda ipr: _tc(ipr, "replace", spec.leaf, index, action["new_handle"], parent=parent,
+                                 **qdisc_kwargs(spec.leaf, spec.leaf_options, txqueuelen=txqueuelen))),
+                (lambda ipr: ipr.tc("replace", old["kind"], index, old["handle"], parent=parent,
+                                    **_kwargs_to_restore(old))))
     if kind == "change_leaf":
-        return ((lambda: ipr.tc("change", spec.leaf, index, old["handle"], parent=parent,
-                                **qdisc_kwargs(spec.leaf, spec.leaf_options, change=True))),
-                (lambda: ipr.tc("change", old["kind"], index, old["handle"], parent=parent,
-                                **_kwargs_to_restore(old, change=True))))
+        return ((lambda ipr: ipr.tc("change", spec.leaf, index, old["handle"], parent=parent,
+                                    **qdisc_kwargs(spec.leaf, spec.leaf_options, change=True))),
+                (lambda ipr: ipr.tc("change", old["kind"], index, old["handle"], parent=parent,
+                                    **_kwargs_to_restore(old, change=True))))
     if kind == "change_root":
-        return ((lambda: ipr.tc("change", spec.kind, index, action["handle"],
-                                **qdisc_kwargs(spec.kind, spec.options, change=True))),
-                (lambda: ipr.tc("change", old["kind"], index, action["handle"], **_kwargs_to_restore(old, change=True))))
+        return ((lambda ipr: ipr.tc("change", spec.kind, index, action["handle"],
+                                    **qdisc_kwargs(spec.kind, spec.options, change=True))),
+                (lambda ipr: ipr.tc("change", old["kind"], index, action["handle"],
+                                    **_kwargs_to_restore(old, change=True))))
     raise ValueError("unknown action %r" % kind)
 
 
@@ -930,48 +1004,107 @@ def statistics(state, spec_kind=None):
     return out
 
 
-def converge(spec, check_mode=False):
-    """Plan, and unless ``check_mode``, apply. Returns actions, changes, before, after, qdisc, statistics."""
+def spec(params, host=True, planned=None):
+    """The part's validated spec from the module's options (contract.py); ``host=False`` reads nothing."""
+    return QdiscSpec(host=host, planned=planned, **contract.module_params(params, OPTIONS))
+
+
+# a veth's root as the veth part leaves it (up): the kernel's noqueue, no ingress (measured on 6.1 and 6.18)
+_NEW_VETH = {"root": {"kind": "noqueue", "handle": 0}, "txqueuelen": 1000}
+# the loopback of a namespace this run creates: down, so no root qdisc at all yet
+_NEW_LO = {"root": None, "txqueuelen": 1000}
+_NO_STATS = {"bytes": 0, "packets": 0, "drops": 0, "overlimits": 0, "requeues": 0, "qlen": 0, "backlog": 0}
+
+
+def new_device_state(spec, planned):
+    """What ``read_device`` reports for the device once this run has created it (check mode), or None
+    when the device exists (or not) on the host already: read it."""
+    planned = planned or contract.NOTHING_PLANNED
+    if not planned.device(spec.netns, spec.device):
+        return None
+    if (planned._key(spec.netns), spec.device) in planned.devices:  # pylint: disable=protected-access
+        fresh = _NEW_VETH
+    elif spec.device == "lo":
+        fresh = _NEW_LO
+    else:
+        raise ValidationError("device", "no device %s in namespace %s (this run creates the namespace, with "
+                                        "only lo in it)" % (spec.device, spec.netns_label))
+    state = {"root": dict(fresh["root"]) if fresh["root"] else None, "ingress": None, "class": None, "leaf": None,
+             "stats": {"qdisc": dict(_NO_STATS)} if fresh["root"] else {}, "txqueuelen": fresh["txqueuelen"]}
+    return state
+
+
+def _reopening(netns, undo):
+    """``undo(ipr)`` run later, after this run's handle is closed (by a unit rolling back): on its own handle."""
+    def run():
+        ipr = netlink.open_iproute(netns)
+        try:
+            undo(ipr)
+        finally:
+            ipr.close()
+    return run
+
+
+def converge(spec, check_mode=False, planned=None):
+    """Read, plan, and unless ``check_mode``, apply (undo handed to the open ``transaction.unit``).
+
+    Returns changed, changes, diff (before/after), actions, before, after, qdisc, statistics. In check
+    mode a device ``planned`` says this run creates is planned against the state a new one has.
+    """
+    check_psched()
+    state = new_device_state(spec, planned) if check_mode else None
+    if state is not None:
+        return _finish(spec, check_mode, plan(spec, state)[0], state)
     ipr = netlink.open_iproute(spec.netns)
     try:
         found = ipr.link_lookup(ifname=spec.device)
         if not found:
             raise ValidationError("device", "no device %s in namespace %s" % (spec.device, spec.netns_label))
         index = found[0]
-        actions, state = plan(spec, ipr, index)
-        before = public_view(state, spec.ingress)
-        result = {"actions": actions, "changes": [describe(spec, a) for a in actions], "before": before}
-        if actions and check_mode:
-            # the real run would learn it from the kernel's refusal: check mode asks a throwaway namespace
-            for kind, field in _added_kinds(spec, actions):
-                reason = capabilities.qdisc_unsupported(kind)
-                if reason:
-                    raise ValidationError(field, reason)
-        if actions and not check_mode:
-            txn = Transaction()
-            steps = []
-            for action, text in zip(actions, result["changes"]):
-                do, undo = _step(spec, ipr, index, action, state["txqueuelen"])
-                steps.append(lambda t, d=text, do=do, undo=undo: t.step(d, do, undo))
-            try:
-                txn.run(spec.device, steps)
-            except ApplyError as exc:
-                cause = exc.__cause__
-                if isinstance(cause, ValidationError) and "rolled back cleanly" in exc.reason:
-                    # a qdisc the kernel lacks: refused, and what came before it undone
-                    raise ValidationError(cause.field, cause.reason)
-                raise
-            state = read_device(ipr, index)
-            result["after"] = public_view(state, spec.ingress)
-        elif actions:
-            result["after"] = _predict(spec, state, actions)
-        else:
-            result["after"] = before
-        result["qdisc"] = public_view(state, spec.ingress) if spec.state == "present" else None
-        result["statistics"] = statistics(state) if not spec.ingress else {}
-        return result
+        state = read_device(ipr, index)
+        actions = plan(spec, state)[0]
+        if not actions or check_mode:
+            return _finish(spec, check_mode, actions, state)
+        changes = [describe(spec, a) for a in actions]
+        steps = []
+        for action, text in zip(actions, changes):
+            do, undo = _step(spec, index, action, state["txqueuelen"])
+            steps.append(lambda t, d=text, do=do, undo=undo: t.step(
+                d, lambda: do(ipr), _reopening(spec.netns, undo) if undo else None))
+        try:
+            transaction.Transaction().run(spec.device, steps)
+        except ApplyError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError) and "rolled back cleanly" in exc.reason:
+                # a qdisc the kernel lacks: refused, and what came before it undone
+                raise ValidationError(cause.field, cause.reason)
+            raise
+        return _finish(spec, check_mode, actions, state, read_device(ipr, index))
     finally:
         ipr.close()
+
+
+def _finish(spec, check_mode, actions, state, after_state=None):
+    """The part's result from the plan and the state before (and, after a real run, after)."""
+    before = public_view(state, spec.ingress)
+    if actions and check_mode:
+        # the real run would learn it from the kernel's refusal: check mode asks a throwaway namespace
+        for kind, field in _added_kinds(spec, actions):
+            reason = capabilities.qdisc_unsupported(kind)
+            if reason:
+                raise ValidationError(field, reason)
+    shown = after_state if after_state is not None else state
+    if after_state is not None:
+        after = public_view(after_state, spec.ingress)
+    elif actions:
+        after = _predict(spec, state, actions)
+    else:
+        after = before
+    return {"changed": bool(actions), "changes": [describe(spec, a) for a in actions],
+            "diff": {"before": before or {}, "after": after or {}},
+            "actions": actions, "before": before, "after": after,
+            "qdisc": public_view(shown, spec.ingress) if spec.state == "present" else None,
+            "statistics": statistics(shown) if not spec.ingress else {}}
 
 
 def _predict(spec, state, actions):

@@ -275,36 +275,13 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.hostnet.isolation.plugins.module_utils import netlink
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, netlink, tc
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
-from ansible_collections.hostnet.isolation.plugins.module_utils.tc import QdiscSpec, converge
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            device=dict(type="str", required=True),
-            kind=dict(type="str", choices=["htb", "tbf", "fq_codel", "pfifo", "cake", "fq", "ingress"]),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            netns=dict(type="str"),
-            netns_pid=dict(type="int"),
-            netns_dir=dict(type="path", default="/var/run/netns"),
-            rate=dict(type="str"),
-            rate_per_cpu=dict(type="str"),
-            cpus=dict(type="float"),
-            min_rate=dict(type="str"),
-            max_rate=dict(type="str"),
-            ceil=dict(type="str"),
-            burst=dict(type="str"),
-            cburst=dict(type="str"),
-            latency=dict(type="str"),
-            leaf=dict(type="str", choices=["fq_codel", "pfifo", "none"]),
-            flows=dict(type="int"),
-            target=dict(type="str"),
-            interval=dict(type="str"),
-            ecn=dict(type="bool"),
-            limit=dict(type="int"),
-        ),
+        argument_spec=contract.argument_spec(tc.OPTIONS),
         mutually_exclusive=[("netns", "netns_pid"), ("rate", "rate_per_cpu")],
         required_together=[("rate_per_cpu", "cpus")],
         required_if=[("state", "present", ["kind"])],
@@ -313,17 +290,15 @@ def main():
     if netlink.PYROUTE2_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("pyroute2"), exception=str(netlink.PYROUTE2_IMPORT_ERROR))
     try:
-        spec = QdiscSpec(**module.params)
-        result = converge(spec, check_mode=module.check_mode)
+        result = tc.converge(tc.spec(module.params), check_mode=module.check_mode)
     except HostnetError as exc:
         module.fail_json(msg=str(exc), field=exc.field, reason=exc.reason)
     except (OSError, netlink.NetlinkError) as exc:
         module.fail_json(msg="qdisc on %s: %s" % (module.params["device"], exc))
 
-    out = dict(changed=bool(result["actions"]), changes=result["changes"], qdisc=result["qdisc"],
-               statistics=result["statistics"])
+    out = dict((k, result[k]) for k in ("changed", "changes", "qdisc", "statistics"))
     if module._diff:
-        out["diff"] = dict(before=result["before"] or {}, after=result["after"] or {})
+        out["diff"] = result["diff"]
     module.exit_json(**out)
 
 

@@ -4,10 +4,12 @@
 
 import itertools
 import json
+import os
 
 import pytest
 
 from harness.assertions import assert_converges, assert_rejected, assert_same
+from harness.hermetic import REPO
 from harness.runner import run_module
 
 MOD = "hostnet.isolation.qdisc"
@@ -174,3 +176,74 @@ def test_check_mode_predicts_without_touching(host, python):
                                     "leaf": "pfifo"}, python, check=True)
     assert result["changed"] and result["diff"]["after"]["class"]["rate"] == 1250000
     assert_same(before, host.snapshot(), "check mode")
+
+
+# -- the parts' contract: the core as the host_network module calls it -------------------------------
+
+PLUGINS = os.path.join(REPO, "plugins")
+# converge each spec in one transaction.unit, as host_network does; optionally fail after the last
+CORE = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from module_utils import contract, tc, transaction
+from module_utils.errors import HostnetError
+job = json.loads(sys.argv[2])
+planned = contract.Planned()
+for path in job.get("netns", []):
+    planned.add_netns(path)
+for path, dev in job.get("devices", []):
+    planned.add_device(path, dev)
+out = []
+try:
+    with transaction.unit("qdiscs"):
+        for params in job["specs"]:
+            result = tc.converge(tc.spec(params, planned=planned), check_mode=job["check"], planned=planned)
+            out.append({"changed": result["changed"], "changes": result["changes"], "diff": result["diff"]})
+        if job.get("fail"):
+            raise RuntimeError("a later part failed")
+except HostnetError as exc:
+    out.append({"field": exc.field, "reason": exc.reason})
+print(json.dumps(out))
+"""
+
+
+def _core(host, python, specs, check=False, fail=False, netns=(), devices=()):
+    job = {"specs": specs, "check": check, "fail": fail, "netns": list(netns), "devices": list(devices)}
+    return json.loads(host.run([python, "-c", CORE, PLUGINS, json.dumps(job)]).stdout)
+
+
+def test_check_mode_on_what_the_run_creates_says_what_the_real_run_does(host, python):
+    """A namespace and a veth the same run creates: check mode plans against a fresh veth, touching
+    nothing, and says exactly what the real run then does once they exist."""
+    specs = [{"device": "eth0", "netns": "web", "kind": "htb", "rate": "10mbit", "leaf": "pfifo", "limit": 100},
+             {"device": "veth-web", "kind": "tbf", "rate": "5mbit", "burst": "32kb"},
+             {"device": "veth-web", "kind": "ingress"}]
+    before = host.snapshot()
+    predicted = _core(host, python, specs, check=True, netns=["/var/run/netns/web"],
+                      devices=[["/var/run/netns/web", "eth0"], [None, "veth-web"]])
+    assert_same(before, host.snapshot(), "check mode on what the run creates")
+    assert [len(p["changes"]) for p in predicted] == [3, 1, 1], predicted
+    assert predicted[0]["changes"][0] == "replace root qdisc the default noqueue on eth0 with htb 1:"
+    # what the netns and veth parts then create (through their own modules)
+    run_module(host, "hostnet.isolation.netns", {"name": "web"}, python)
+    run_module(host, "hostnet.isolation.veth", {"name": "veth-web", "peer": "eth0", "peer_netns": "web"}, python)
+    done = _core(host, python, specs)
+    assert [d["changes"] for d in done] == [p["changes"] for p in predicted]
+    assert [d["diff"]["before"] for d in done] == [p["diff"]["before"] for p in predicted]
+    assert done[0]["diff"]["after"]["class"] == predicted[0]["diff"]["after"]["class"]
+    assert not any(again["changed"] for again in _core(host, python, specs))
+
+
+def test_a_unit_that_fails_later_undoes_the_qdiscs_it_applied(host, python):
+    """Converged for real inside transaction.unit, then a later part fails: the host is as before,
+    a tbf put back on one device, the kernel's default on the other, no ingress left."""
+    _pair(host)
+    run_module(host, MOD, {"device": "va", "netns": "a", "kind": "tbf", "rate": "5mbit", "burst": "20kb"}, python)
+    before = host.snapshot()
+    specs = [{"device": "va", "netns": "a", "kind": "htb", "rate": "10mbit", "leaf": "pfifo"},
+             {"device": "va", "netns": "a", "kind": "ingress"},
+             {"device": "vb", "netns": "b", "kind": "htb", "rate": "20mbit", "leaf": "none"}]
+    out = _core(host, python, specs, fail=True)
+    assert [o["changed"] for o in out[:3]] == [True, True, True]
+    assert "a later part failed" in out[3]["reason"] and "rolled back everything" in out[3]["reason"], out
+    assert_same(before, host.snapshot(), "a unit rolled back")

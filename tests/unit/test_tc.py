@@ -367,3 +367,161 @@ def test_missing_cake_or_fq_is_named(monkeypatch):
         with pytest.raises(ValidationError) as err:
             _converge(monkeypatch, FakeIpr(missing=(kind,)), kind=kind)
         assert err.value.field == "kind" and "sch_%s" % kind in err.value.reason
+
+
+# -- the parts' contract -------------------------------------------------------------------------
+
+# a valid call in which each option applies (so its bad value is refused for itself, not for its kind)
+_BASE = {"htb": {"device": "veth-web", "kind": "htb", "rate": "10mbit", "leaf": "fq_codel"},
+         "tbf": {"device": "veth-web", "kind": "tbf", "rate": "10mbit"}}
+_BASE_FOR = {"latency": "tbf", "rate_per_cpu": "htb", "cpus": "htb"}
+
+
+def _base_for(option):
+    params = dict(_BASE[_BASE_FOR.get(option, "htb")])
+    if option in ("rate_per_cpu", "cpus"):
+        params.update(rate=None, rate_per_cpu="5mbit", cpus=2)
+    return params
+
+
+CONTRACT_BAD = [(name, bad) for name, option in sorted(tc.OPTIONS.items()) for bad in option["bad"]]
+
+
+def test_every_option_has_realistic_bad_values():
+    assert all(1 <= len(option["bad"]) <= 3 for option in tc.OPTIONS.values())
+    for name, base in (("htb", _BASE["htb"]), ("tbf", _BASE["tbf"]), ("per cpu", _base_for("cpus"))):
+        assert tc.spec(base, host=False).kind, name
+
+
+@pytest.mark.parametrize("option,bad", CONTRACT_BAD, ids=["%s=%r" % c for c in CONTRACT_BAD])
+def test_every_bad_value_is_refused_without_the_host_naming_the_option(option, bad):
+    params = dict(_base_for(option), **{option: bad})
+    with pytest.raises(ValidationError) as err:
+        tc.spec(params, host=False)
+    assert err.value.field == option, err.value
+
+
+def test_the_modules_argument_spec_is_the_schema():
+    from module_utils import contract
+    spec = contract.argument_spec(tc.OPTIONS)
+    assert spec["kind"] == {"type": "str", "choices": list(tc.KINDS)}
+    assert spec["netns_dir"] == {"type": "path", "default": "/var/run/netns"}
+    assert not any("bad" in option for option in spec.values())
+
+
+def test_the_controller_check_reads_nothing_on_the_host(monkeypatch):
+    """host=False: a namespace that does not exist here, by name, path or pid, is not looked up."""
+    def no_io(*args, **kwargs):
+        raise AssertionError("host I/O with host=False: %r" % (args,))
+    monkeypatch.setattr(tc.nsutil, "resolve_netns", no_io)
+    monkeypatch.setattr(tc.nsutil, "is_netns_handle", no_io)
+    monkeypatch.setattr(tc.os.path, "exists", no_io)
+    monkeypatch.setattr("builtins.open", no_io)
+    for where in ({"netns": "hn-not-here"}, {"netns": "/run/netns/hn-not-here"}, {"netns_pid": 999999999}):
+        made = tc.spec(dict(_BASE["htb"], **where), host=False)
+        assert made.netns in ("/var/run/netns/hn-not-here", "/run/netns/hn-not-here", "/proc/999999999/ns/net")
+    made = tc.spec(dict(_BASE["tbf"], rate="1kbit"), host=False)  # the burst fitted to ticks without /proc
+    assert made.options["burst"] == tc.largest_burst(125, tc.TBF_MAX_BUFFER_TICKS)
+
+
+def test_a_namespace_the_run_creates_need_not_exist_on_the_host():
+    from module_utils import contract
+    params = dict(_BASE["htb"], netns="hn-unit-not-here")
+    with pytest.raises(ValidationError) as err:
+        tc.spec(params)
+    assert err.value.field == "netns" and "does not exist" in err.value.reason
+    planned = contract.Planned()
+    planned.add_netns("/var/run/netns/hn-unit-not-here")
+    assert tc.spec(params, planned=planned).netns == "/var/run/netns/hn-unit-not-here"
+    # everything else is still checked
+    with pytest.raises(ValidationError) as err:
+        tc.spec(dict(params, rate="10 lightyears"), planned=planned)
+    assert err.value.field == "rate"
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"netns": "web", "netns_pid": 1}, "netns"),
+    ({"rate_per_cpu": "1mbit", "cpus": 1}, "rate"),
+    ({"rate": None, "rate_per_cpu": "1mbit"}, "cpus"),
+    ({"cpus": 2}, "cpus"),
+    ({"kind": None}, "kind"),
+    ({"netns": "web", "netns_dir": "run/netns"}, "netns_dir"),
+])
+def test_the_modules_option_rules_are_the_specs(params, field):
+    """mutually_exclusive, required_together, required_if: the controller check has no AnsibleModule."""
+    with pytest.raises(ValidationError) as err:
+        tc.spec(dict(_BASE["htb"], **params), host=False)
+    assert err.value.field == field
+
+
+def test_a_kernel_with_another_scheduler_clock_is_refused(tmp_path):
+    psched = tmp_path / "psched"
+    psched.write_text("000003e8 00000040 000f4240 3b9aca00\n")
+    tc.check_psched(str(psched))  # every current Linux
+    psched.write_text("000003e8 00000400 000f4240 3b9aca00\n")
+    with pytest.raises(ValidationError) as err:
+        tc.check_psched(str(psched))
+    assert "0.9765625 scheduler ticks per microsecond" in err.value.reason
+    assert tc.psched_tick_in_usec(str(tmp_path / "none")) is None
+
+
+class ClosedIpr(FakeIpr):
+    def tc(self, command, kind, index, handle=0, **kwargs):
+        raise AssertionError("a planned device is not touched in check mode")
+
+    def link_lookup(self, ifname):
+        raise AssertionError("a planned device is not looked up in check mode")
+
+
+def test_check_mode_plans_a_new_veth_without_the_host(monkeypatch):
+    from module_utils import contract
+    monkeypatch.setattr(tc.netlink, "open_iproute", lambda path=None: ClosedIpr())
+    planned = contract.Planned()
+    planned.add_netns("/var/run/netns/hn-new")
+    planned.add_device("/var/run/netns/hn-new", "eth0")
+    planned.add_device(None, "veth-new")
+    made = tc.spec({"device": "eth0", "netns": "hn-new", "kind": "htb", "rate": "10mbit", "leaf": "pfifo"},
+                   planned=planned)
+    result = tc.converge(made, check_mode=True, planned=planned)
+    assert result["changed"] and result["changes"] == [
+        "replace root qdisc the default noqueue on eth0 with htb 1:",
+        "add htb class 1:10 rate 10Mbit ceil 10Mbit burst 15140 cburst 15140 on eth0",
+        "add pfifo leaf (kernel defaults) under class 1:10 on eth0"]
+    assert result["diff"]["before"] == {"kind": "noqueue", "handle": "0:", "default": True}
+    assert result["diff"]["after"]["class"]["rate"] == 1250000
+    ingress = tc.converge(tc.spec({"device": "veth-new", "kind": "ingress"}, planned=planned), check_mode=True,
+                          planned=planned)
+    assert ingress["changes"] == ["add ingress qdisc on veth-new"] and ingress["diff"]["before"] == {}
+    # a device the run does not create in a namespace it creates: refused as the real run would
+    with pytest.raises(ValidationError) as err:
+        tc.converge(tc.spec({"device": "eth1", "netns": "hn-new", "kind": "ingress"}, planned=planned),
+                    check_mode=True, planned=planned)
+    assert err.value.field == "device" and "no device eth1" in err.value.reason
+
+
+def test_undo_of_a_landed_run_works_after_its_handle_is_closed(monkeypatch):
+    """The unit rolls a part back after converge returned: the undo opens the namespace again."""
+    from module_utils import transaction
+    opened = []
+
+    class Recording(FakeIpr):
+        def __init__(self):
+            super().__init__()
+            self.closed = False
+            opened.append(self)
+
+        def tc(self, command, kind, index, handle=0, **kwargs):
+            assert not self.closed, "a request on a closed handle"
+            super().tc(command, kind, index, handle, **kwargs)
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tc.netlink, "open_iproute", lambda path=None: Recording())
+    with pytest.raises(tc.ApplyError):
+        with transaction.unit("qdiscs"):
+            tc.converge(tc.spec({"device": "veth0", "kind": "htb", "rate": "10mbit", "leaf": "pfifo"}))
+            raise RuntimeError("a later part failed")
+    calls = [c[:2] for ipr in opened for c in ipr.calls]
+    assert calls == [("replace", "htb"), ("add-class", "htb"), ("add", "pfifo"), ("del", None), ("del", None)]
+    assert len(opened) == 3 and all(ipr.closed for ipr in opened)

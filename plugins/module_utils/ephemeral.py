@@ -22,7 +22,8 @@ import json
 import os
 import tempfile
 
-from . import nsutil, portranges, rundir
+from . import contract, nsutil, portranges, rundir
+from .transaction import Transaction
 from .errors import ValidationError
 
 DEFAULT_STATE_FILE = os.path.join(rundir.RUN_DIR, "ephemeral-ports.json")
@@ -30,57 +31,116 @@ SYSCTL = "/proc/sys/net/ipv4/ip_local_port_range"
 LOCK_NAME = "ephemeral-ports.lock"
 
 
+# What a new network namespace's ip_local_port_range holds: the kernel's default (inet_init_net in
+# net/ipv4/af_inet.c), not the creating namespace's value. Check mode plans a namespace the run creates with it.
+KERNEL_DEFAULT_PORT_RANGE = (32768, 60999)
+
+# The module's options, once (contract.py): its argument_spec, and the values the part refuses.
+OPTIONS = {
+    "container": {"type": "str", "required": True, "bad": ["", " ", "x" * 256]},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present", "bad": ["released"]},
+    "netns": {"type": "str", "bad": ["web/1", "../web"]},
+    "netns_pid": {"type": "int", "bad": [0, -1, "x"]},
+    "netns_dir": {"type": "path", "default": nsutil.DEFAULT_NETNS_DIR, "bad": ["var/run/netns"]},
+    "size": {"type": "int", "default": 1024, "bad": [1000, 4, 65536, "x"]},
+    "range": {"type": "str", "bad": ["40000-41023", "40960-41000", "4096-5119,8192-9215"]},
+    "agent_ports": {"type": "raw", "bad": ["not-ports", "32000-31000"]},
+    "pool": {"type": "raw", "default": "1024-65535", "bad": ["100-200", "1024-4095,x"]},
+    "state_file": {"type": "path", "default": DEFAULT_STATE_FILE,
+                   "bad": ["ephemeral-ports.json", "run/hostnet/ephemeral-ports.json"]},
+}
+
+
 def _power_of_two(field, value, low=8, high=32768):
+    if isinstance(value, str) and value.strip().isdigit():  # as Ansible's ``type: int`` takes it
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < low or value > high or value & (value - 1):
         raise ValidationError(field, "%r is not a power of two between %d and %d" % (value, low, high))
     return value
 
 
+def _first_block(free, size):
+    """The lowest ``size``-aligned block of ``size`` ports inside ``free``, or None."""
+    for first, last in free:
+        start = (first + size - 1) // size * size
+        if start + size - 1 <= last:
+            return (start, start + size - 1)
+    return None
+
+
 class EphemeralSpec:
+    """The validated options. ``host=False``: no host I/O (the controller's check), every other check made.
+
+    ``planned``: what the run creates before this part (contract.Planned); a planned namespace need not exist.
+    Everything that does not depend on the host is refused here: a range the pool, the agent's ports or the
+    privileged ports rule out, a size no aligned block of the pool can hold.
+    """
+
     def __init__(self, container, state="present", netns=None, netns_pid=None, netns_dir=nsutil.DEFAULT_NETNS_DIR,
-                 size=1024, agent_ports=None, pool=None, requested=None, state_file=DEFAULT_STATE_FILE):
+                 size=1024, agent_ports=None, pool=None, requested=None, state_file=DEFAULT_STATE_FILE,
+                 host=True, planned=None):
+        state = "present" if state is None else state
         if state not in ("present", "absent"):
             raise ValidationError("state", "%r is not one of present, absent" % (state,))
         self.state = state
         if not isinstance(container, str) or not container.strip() or len(container) > 255:
             raise ValidationError("container", "%r is not a container id (1-255 characters)" % (container,))
         self.container = container
-        if not isinstance(state_file, str) or not state_file.startswith("/"):
-            raise ValidationError("state_file", "%r is not an absolute path" % (state_file,))
+        state_file = DEFAULT_STATE_FILE if state_file is None else state_file
+        if not isinstance(state_file, str) or not state_file.startswith("/") or "\x00" in state_file \
+                or state_file.endswith("/"):
+            raise ValidationError("state_file", "%r is not the absolute path of a file" % (state_file,))
         self.state_file = state_file
-        self.netns = None
-        self.netns_label = None
-        if state == "absent":
-            return
-        if netns is not None and netns_pid is not None:
+        if netns is not None and netns_pid is not None:  # each value's own faults first, then the pair's
+            nsutil.netns_path("netns", name=netns, netns_dir=netns_dir)
+            nsutil.netns_path("netns_pid", pid=netns_pid)
             raise ValidationError("netns", "give either netns or netns_pid, not both")
-        if netns is None and netns_pid is None:
-            raise ValidationError("netns", "required (or netns_pid): the container's namespace gets the range")
-        self.netns_label = netns if netns is not None else "pid %d" % netns_pid
-        self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
-                                          name=netns, pid=netns_pid, netns_dir=netns_dir)
-        self.size = _power_of_two("size", size)
+        field = "netns_pid" if netns_pid is not None else "netns"
+        self.netns = nsutil.netns_path(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
+        self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid is not None else None)
+        self.size = _power_of_two("size", 1024 if size is None else size)
         self.agent_ports = portranges.parse("agent_ports", agent_ports) if agent_ports is not None else []
         self.pool = portranges.parse("pool", pool if pool is not None else "1024-65535", low=1024)
         if not self.pool:
             raise ValidationError("pool", "is empty")
         self.requested = None
         if requested is not None:
-            pairs = portranges.parse("range", requested, low=1024)
-            if len(pairs) != 1:
-                raise ValidationError("range", "%r is not one range (ip_local_port_range holds a single interval)"
-                                      % (requested,))
-            first, last = pairs[0]
-            count = last - first + 1
-            if count & (count - 1):
-                raise ValidationError("range", "%d-%d holds %d ports, not a power of two" % (first, last, count))
-            if first % count:
-                raise ValidationError("range", "%d-%d is not aligned: it must start at a multiple of %d"
-                                      % (first, last, count))
-            if size != 1024 and count != self.size:
-                raise ValidationError("range", "%d-%d holds %d ports but size is %d" % (first, last, count, size))
-            self.size = count
-            self.requested = (first, last)
+            self.requested = self._requested(requested, size)
+            self.size = self.requested[1] - self.requested[0] + 1
+        # what no host state can change: the pool minus the agent's ports and the privileged ones
+        free = portranges.difference(self.pool, portranges.normalize(list(self.agent_ports) + [(0, 1023)]))
+        if self.requested is not None:
+            if not portranges.contains(free, [self.requested]):
+                raise ValidationError("range", "%s overlaps %s" % (_fmt(self.requested), _why(self, self.requested,
+                                                                                            {}, None)))
+        elif _first_block(free, self.size) is None:
+            raise ValidationError("size", "no aligned block of %d ports fits in the pool %s minus the agent's ports "
+                                          "(%s): %s is left" % (self.size, portranges.format_set(self.pool),
+                                                                portranges.format_set(self.agent_ports) or "none",
+                                                                portranges.format_set(free) or "nothing"))
+        if state == "absent":
+            return  # the namespace (often gone by then) is not touched
+        if self.netns is None:
+            raise ValidationError("netns", "required (or netns_pid): the container's namespace gets the range")
+        planned = planned or contract.NOTHING_PLANNED
+        if host and not planned.netns(self.netns):
+            self.netns = nsutil.resolve_netns(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
+
+    def _requested(self, requested, size):
+        pairs = portranges.parse("range", requested, low=1024)
+        if len(pairs) != 1:
+            raise ValidationError("range", "%r is not one range (ip_local_port_range holds a single interval)"
+                                  % (requested,))
+        first, last = pairs[0]
+        count = last - first + 1
+        if count & (count - 1):
+            raise ValidationError("range", "%d-%d holds %d ports, not a power of two" % (first, last, count))
+        if first % count:
+            raise ValidationError("range", "%d-%d is not aligned: it must start at a multiple of %d"
+                                  % (first, last, count))
+        if size not in (None, 1024) and count != self.size:
+            raise ValidationError("range", "%d-%d holds %d ports but size is %d" % (first, last, count, size))
+        return (first, last)
 
 
 def host_port_range():
@@ -204,10 +264,9 @@ def allocate(spec, allocations, host_range):
     current = allocations.get(spec.container)
     if current is not None and current[1] - current[0] + 1 == spec.size and portranges.contains(free, [current]):
         return current
-    for first, last in free:
-        start = (first + spec.size - 1) // spec.size * spec.size
-        if start + spec.size - 1 <= last:
-            return (start, start + spec.size - 1)
+    block = _first_block(free, spec.size)
+    if block is not None:
+        return block
     raise ValidationError("size", "no free aligned block of %d ports is left: the pool %s minus the agent's ports "
                           "(%s), the host's ip_local_port_range (%s) and %d other containers' ranges leaves %s"
                           % (spec.size, portranges.format_set(spec.pool), portranges.format_set(spec.agent_ports)
@@ -220,7 +279,7 @@ def _why(spec, pair, allocations, host_range):
         return "the privileged ports below 1024"
     if portranges.intersection(block, spec.agent_ports):
         return "the agent's ports %s" % portranges.format_set(spec.agent_ports)
-    if portranges.intersection(block, [host_range]):
+    if host_range is not None and portranges.intersection(block, [host_range]):
         return "the host's ip_local_port_range %s" % _fmt(host_range)
     for name, other in sorted(allocations.items()):
         if name != spec.container and portranges.intersection(block, [other]):
@@ -228,46 +287,85 @@ def _why(spec, pair, allocations, host_range):
     return "ports outside the pool %s" % portranges.format_set(spec.pool)
 
 
-def converge(spec, check_mode=False):
+def _restore(path, container, pair, existed):
+    """Undo: put ``container``'s allocation back to ``pair`` (None: none), under the lock."""
+    with StateFile(path) as state:
+        allocations = state.read()
+        if pair is None:
+            allocations.pop(container, None)
+        else:
+            allocations[container] = pair
+        if allocations or existed:
+            state.write(allocations)
+        elif os.path.lexists(path):
+            os.unlink(path)  # the file this run created goes again
+
+
+def converge(spec, check_mode=False, planned=None):
+    """Allocate (or release) and write the range; the part's result (contract.py).
+
+    Check mode plans a namespace ``planned`` says this run creates with the kernel's default range. The
+    sysctl is written first, the allocation last, as one transaction whose undo steps go to the enclosing
+    ``transaction.unit`` (the allocation's undo takes the lock again, so it only runs once this call has
+    returned it).
+    """
+    planned = planned or contract.NOTHING_PLANNED
     with StateFile(spec.state_file, lock=not check_mode) as state:
+        existed = os.path.lexists(spec.state_file)
         allocations = state.read()
         current = allocations.get(spec.container)
+        txn = Transaction()
+        steps = []
+
+        def allocation(pair, text):
+            def do():
+                if pair is None:
+                    del allocations[spec.container]
+                else:
+                    allocations[spec.container] = pair
+                state.write(allocations)
+            steps.append(lambda t: t.step(text, do, lambda: _restore(spec.state_file, spec.container, current,
+                                                                     existed)))
+            return text
+
         changes = []
         if spec.state == "absent":
             before = {"container": spec.container, "range": _fmt(current)}
             if current is not None:
-                changes.append("release %s from %s" % (_fmt(current), spec.container))
-                if not check_mode:
-                    del allocations[spec.container]
-                    state.write(allocations)
-            return {"changes": changes, "before": before, "after": {"container": spec.container, "range": None},
-                    "range": None}
-        host_range = host_port_range()
-        wanted = allocate(spec, allocations, host_range)
-        sysctl = read_sysctl(spec.netns)
-        before = {"container": spec.container, "range": _fmt(current), "ip_local_port_range": _fmt(sysctl)}
-        after = {"container": spec.container, "range": _fmt(wanted), "ip_local_port_range": _fmt(wanted)}
-        if current != wanted:
-            was = " (was %s)" % _fmt(current) if current else ""
-            changes.append("allocate %s to %s%s" % (_fmt(wanted), spec.container, was))
-        if sysctl != wanted:
-            changes.append("set ip_local_port_range in %s to %s (was %s)"
-                           % (spec.netns_label, _fmt(wanted), _fmt(sysctl)))
-        if changes and not check_mode:
-            if current != wanted:
-                allocations[spec.container] = wanted
-                state.write(allocations)
+                changes.append(allocation(None, "release %s from %s" % (_fmt(current), spec.container)))
+            after = {"container": spec.container, "range": None}
+            wanted = None
+        else:
+            host_range = host_port_range()
+            wanted = allocate(spec, allocations, host_range)
+            if check_mode and planned.netns(spec.netns):
+                sysctl = KERNEL_DEFAULT_PORT_RANGE  # a namespace this run creates: what a new one holds
+            else:
+                sysctl = read_sysctl(spec.netns)
+            before = {"container": spec.container, "range": _fmt(current), "ip_local_port_range": _fmt(sysctl)}
+            after = {"container": spec.container, "range": _fmt(wanted), "ip_local_port_range": _fmt(wanted)}
             if sysctl != wanted:
-                try:
-                    write_sysctl(spec.netns, wanted)
-                except Exception:
-                    if current != wanted:  # nothing half-done: the allocation goes back as it was
-                        if current is None:
-                            del allocations[spec.container]
-                        else:
-                            allocations[spec.container] = current
-                        state.write(allocations)
-                    raise
-        return {"changes": changes, "before": before, "after": after,
-                "range": {"first": wanted[0], "last": wanted[1], "size": wanted[1] - wanted[0] + 1,
-                          "ports": _fmt(wanted)}}
+                text = "set ip_local_port_range in %s to %s (was %s)" % (spec.netns_label, _fmt(wanted), _fmt(sysctl))
+                changes.append(text)
+                steps.append(lambda t: t.step(text, lambda: write_sysctl(spec.netns, wanted),
+                                              lambda: write_sysctl(spec.netns, sysctl)))
+            if current != wanted:  # the allocation lands last: its undo must not run while we hold the lock
+                was = " (was %s)" % _fmt(current) if current else ""
+                changes.append(allocation(wanted, "allocate %s to %s%s" % (_fmt(wanted), spec.container, was)))
+        if steps and not check_mode:
+            txn.run("range", steps)
+        result = {"changed": bool(changes), "changes": changes, "diff": {"before": before, "after": after},
+                  "range": None}
+        if wanted is not None:
+            result["range"] = {"first": wanted[0], "last": wanted[1], "size": wanted[1] - wanted[0] + 1,
+                               "ports": _fmt(wanted)}
+        return result
+
+
+def spec(params, host=True, planned=None):
+    """The part's validated spec from the module's parameters (contract.py); the option ``range`` is
+    the spec's ``requested``."""
+    args = contract.module_params(params, OPTIONS)
+    if "range" in args:
+        args["requested"] = args.pop("range")
+    return EphemeralSpec(host=host, planned=planned, **args)

@@ -207,6 +207,30 @@ def current_netns_inode():
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
+def netns_path(field, name=None, pid=None, netns_dir=DEFAULT_NETNS_DIR, dir_field="netns_dir"):
+    """The path ``resolve_netns`` would check, or None for the caller's own namespace; pure (no host access).
+
+    Every refusal that needs no look at the host is made here (a pid that is no process id, a name ``ip
+    netns`` would refuse, a relative ``netns_dir``), so the controller refuses what the host would.
+    """
+    if netns_dir is not None and (not isinstance(netns_dir, str) or not netns_dir.startswith("/")):
+        raise ValidationError(dir_field, "%r is not an absolute path" % (netns_dir,))
+    if pid is not None:
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValidationError(field, "%r is not a process id" % (pid,))
+        return "/proc/%d/ns/net" % pid
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise ValidationError(field, "%r is not a namespace name or the absolute path of a handle" % (name,))
+    if name.startswith("/"):
+        if "\x00" in name:
+            raise ValidationError(field, "%r holds a NUL byte; no path does" % (name,))
+        return name
+    check_netns_name(field, name)
+    return os.path.join(netns_dir or DEFAULT_NETNS_DIR, name)
+
+
 def resolve_netns(field, name=None, pid=None, netns_dir=DEFAULT_NETNS_DIR):
     """Path of a namespace given by name (in ``netns_dir``), absolute path, or pid.
 

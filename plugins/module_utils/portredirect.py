@@ -27,7 +27,7 @@ __metaclass__ = type
 import socket
 import struct
 
-from . import netlink, nsutil, portranges, validate
+from . import contract, netlink, nsutil, portranges, validate
 from .errors import ValidationError
 from .transaction import Transaction
 
@@ -42,15 +42,48 @@ _SEL_HEADER = struct.Struct("=BBBxHHhhI")
 _KEY = struct.Struct(">II")
 
 
+# The module's options, once (contract.py): its argument_spec, and the values the part refuses.
+OPTIONS = {
+    "veth": {"type": "str", "required": True, "bad": ["veth:web", "veth-web-container-1", "veth web"]},
+    "ports": {"type": "raw", "bad": ["9000-8000", "70000", "http"]},
+    "devices": {"type": "list", "elements": "str", "default": ["eth0"], "bad": [["eth0", "eth0"], ["eth:0"], []]},
+    "protocols": {"type": "list", "elements": "str", "choices": ["tcp", "udp"], "default": ["tcp", "udp"],
+                  "bad": [["sctp"], []]},
+    "address": {"type": "str", "bad": ["10.246.0.300", "fd00::1", "10.1.0.1/24"]},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present", "bad": ["removed"]},
+    "netns": {"type": "str", "bad": ["web/1", "../web"]},
+    "netns_pid": {"type": "int", "bad": [0, -1, "x"]},
+    "netns_dir": {"type": "path", "default": nsutil.DEFAULT_NETNS_DIR, "bad": ["var/run/netns"]},
+}
+
+
+def _str_list(field, value, default):
+    """A list option as Ansible's ``type: list`` takes it (a comma-separated string is a list too)."""
+    if value is None:
+        return list(default)
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")] if value.strip() else []
+    if not isinstance(value, list):
+        raise ValidationError(field, "%r is not a list" % (value,))
+    return value
+
+
 class RedirectSpec:
+    """The validated options. ``host=False``: no host I/O (the controller's check), every other check made.
+
+    ``planned``: what the run creates before this part (contract.Planned); a planned namespace need not
+    exist. The devices and the veth are looked up by ``converge`` (check mode: unless planned).
+    """
+
     def __init__(self, veth, ports=None, devices=None, protocols=None, address=None, state="present",
-                 netns=None, netns_pid=None, netns_dir=nsutil.DEFAULT_NETNS_DIR):
+                 netns=None, netns_pid=None, netns_dir=nsutil.DEFAULT_NETNS_DIR, host=True, planned=None):
+        state = "present" if state is None else state
         if state not in ("present", "absent"):
             raise ValidationError("state", "%r is not one of present, absent" % (state,))
         self.state = state
         self.veth = validate.ifname("veth", veth)
-        devices = ["eth0"] if devices is None else devices
-        if not isinstance(devices, list) or not devices:
+        devices = _str_list("devices", devices, ["eth0"])
+        if not devices:
             raise ValidationError("devices", "give at least one host device")
         self.devices = [validate.ifname("devices[%d]" % i, d) for i, d in enumerate(devices)]
         if len(set(self.devices)) != len(self.devices):
@@ -58,11 +91,11 @@ class RedirectSpec:
             raise ValidationError("devices", "%s is listed twice" % twice)
         if self.veth in self.devices:
             raise ValidationError("veth", "%s is also one of devices" % self.veth)
-        protocols = ["tcp", "udp"] if protocols is None else protocols
-        if not isinstance(protocols, list) or not protocols:
+        protocols = _str_list("protocols", protocols, ["tcp", "udp"])
+        if not protocols:
             raise ValidationError("protocols", "give tcp, udp or both")
         for i, proto in enumerate(protocols):
-            if proto not in PROTOCOLS:
+            if not isinstance(proto, str) or proto not in PROTOCOLS:
                 raise ValidationError("protocols[%d]" % i, "%r is not one of tcp, udp" % (proto,))
         self.protocols = sorted(set(protocols))
         self.address = None
@@ -70,11 +103,13 @@ class RedirectSpec:
             self.address = validate.ip_address("address", address)
             if self.address.version != 4:
                 raise ValidationError("address", "%s is not IPv4 (u32 port filters match IPv4 only)" % address)
-        if netns is not None and netns_pid is not None:
+        if netns is not None and netns_pid is not None:  # each value's own faults first, then the pair's
+            nsutil.netns_path("netns", name=netns, netns_dir=netns_dir)
+            nsutil.netns_path("netns_pid", pid=netns_pid)
             raise ValidationError("netns", "give either netns or netns_pid, not both")
+        field = "netns_pid" if netns_pid is not None else "netns"
+        self.netns = nsutil.netns_path(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
         self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid else "(current)")
-        self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns",
-                                          name=netns, pid=netns_pid, netns_dir=netns_dir)
         self.ports = []
         if state == "present":
             if ports is None:
@@ -84,6 +119,9 @@ class RedirectSpec:
                 raise ValidationError("ports", "is empty; give at least one port or use state=absent")
         elif ports is not None:
             raise ValidationError("ports", "does not apply to state=absent")
+        planned = planned or contract.NOTHING_PLANNED
+        if host and not planned.netns(self.netns):
+            self.netns = nsutil.resolve_netns(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
 
     def blocks(self):
         """[(first, size)] power-of-two aligned blocks covering ``ports``."""
@@ -202,11 +240,24 @@ def _fmt_block(first, size):
 
 # -- planning -----------------------------------------------------------------------------------
 
-class _Host:
-    """The host namespace's devices and what is on their ingress."""
+# ifindex stand-ins for devices this run creates (check mode): above every real one, as the kernel numbers a
+# new device after those it has, and matching no filter's target.
+_NEW_INDEX = 1 << 32
 
-    def __init__(self, spec, ipr):
-        self.links = dict((m.get_attr("IFLA_IFNAME"), m["index"]) for m in ipr.get_links())
+
+class _Host:
+    """The host namespace's devices and what is on their ingress.
+
+    ``new``: devices this run creates before the part (check mode): they have no ingress qdisc and no
+    filters, as a new device has, and an ifindex not known yet. ``ipr`` None: the whole namespace is new.
+    """
+
+    def __init__(self, spec, ipr, new=()):
+        links = ipr.get_links() if ipr is not None else []
+        self.links = dict((m.get_attr("IFLA_IFNAME"), m["index"]) for m in links)
+        for name in [spec.veth] + spec.devices:
+            if name in new:
+                self.links[name] = _NEW_INDEX + len(self.links)
         self.names = dict((v, k) for k, v in self.links.items())
         for i, dev in enumerate(spec.devices):
             if dev not in self.links:
@@ -214,9 +265,13 @@ class _Host:
         self.veth = self.links.get(spec.veth)
         if self.veth is None and spec.state == "present":
             raise ValidationError("veth", "no device %s in namespace %s" % (spec.veth, spec.netns_label))
-        self.ingress = dict((d, has_ingress(ipr, self.links[d])) for d in spec.devices)
+
+        def ingress(name):
+            return name not in new and has_ingress(ipr, self.links[name])
+
+        self.ingress = dict((d, ingress(d)) for d in spec.devices)
         self.filters = dict((d, read_filters(ipr, self.links[d]) if self.ingress[d] else []) for d in spec.devices)
-        self.veth_ingress = self.veth is not None and has_ingress(ipr, self.veth)
+        self.veth_ingress = self.veth is not None and ingress(spec.veth)
         self.veth_filters = read_filters(ipr, self.veth) if self.veth_ingress else []
 
     def containers(self, device):
@@ -366,52 +421,105 @@ def view(spec, host):
     return out
 
 
-def _predict(spec):
+def _predict(spec, before, actions):
+    """``view`` as it will be once ``actions`` are applied (check mode)."""
     if spec.state == "absent":
         return {}
     ranges = portranges.format_set(spec.ports)
-    return dict((dev, {"ports": dict((p, ranges) for p in spec.protocols)}) for dev in spec.devices)
+    out = {}
+    for dev in spec.devices:
+        prios = [a["prio"] for a in actions if a["action"] == "add_filter" and a["device"] == dev
+                 and a["prio"] >= FIRST_PRIO]
+        prio = prios[0] if prios else before[dev]["prio"]
+        out[dev] = {"prio": prio, "ports": dict((p, ranges) for p in spec.protocols)}
+    return out
 
 
 # -- applying -----------------------------------------------------------------------------------
 
-def _step(ipr, host, action):
+class _Netlink:
+    """The netlink socket of converge while it runs; afterwards (an enclosing unit undoing this part after a
+    later part failed) a fresh one per undo step, in the same namespace."""
+
+    def __init__(self, netns, ipr):
+        self.netns = netns
+        self.ipr = ipr
+
+    def __call__(self, request):
+        """Run ``request(ipr)``."""
+        if self.ipr is not None:
+            return request(self.ipr)
+        ipr = netlink.open_iproute(self.netns)
+        try:
+            return request(ipr)
+        finally:
+            ipr.close()
+
+    def close(self):
+        if self.ipr is not None:
+            self.ipr.close()
+            self.ipr = None
+
+
+def _step(nl, host, action, first=True):
+    """(do, undo) of one action, each sending its requests through ``nl``; ``first``: no filter was added at the
+    action's device, prio and protocol before it in the plan."""
     kind = action["action"]
     dev = action["device"]
     index = host.links[dev]
     if kind == "add_ingress":
-        return (lambda: ipr.tc("add", "ingress", index, INGRESS),
-                lambda: ipr.tc("del", None, index, INGRESS, parent=TC_H_INGRESS))
+        return (lambda: nl(lambda ipr: ipr.tc("add", "ingress", index, INGRESS)),
+                lambda: nl(lambda ipr: ipr.tc("del", None, index, INGRESS, parent=TC_H_INGRESS)))
     if kind == "add_filter":
-        return (lambda: _add_filter(ipr, index, action["prio"], action["protocol"], action["keys"],
-                                    action["actions"]),
-                lambda: _del_prio(ipr, index, action["prio"], action["protocol"]))
+        # the undo removes the whole prio: the first filter added at a prio carries it, the others none
+        return (lambda: nl(lambda ipr: _add_filter(ipr, index, action["prio"], action["protocol"], action["keys"],
+                                                   action["actions"])),
+                (lambda: nl(lambda ipr: _del_prio(ipr, index, action["prio"], action["protocol"]))) if first else None)
 
-    def restore():
+    def restore(ipr):
         for f in action["filters"]:
             _add_filter(ipr, index, f["prio"], f["protocol"], _keys_of(f["matched"]), f["actions"])
-    return (lambda: _del_prio(ipr, index, action["prio"], action["protocol"])), restore
+    return (lambda: nl(lambda ipr: _del_prio(ipr, index, action["prio"], action["protocol"]))), lambda: nl(restore)
 
 
-def converge(spec, check_mode=False):
-    ipr = netlink.open_iproute(spec.netns)
+def converge(spec, check_mode=False, planned=None):
+    """Read the filters, plan, and (unless ``check_mode``) apply; the part's result (contract.py).
+
+    In check mode, devices ``planned`` says this run creates (or all, in a namespace it creates) are
+    planned as new ones: no ingress qdisc, no filters. Applied changes hand their undo to the enclosing
+    ``transaction.unit``.
+    """
+    planned = planned or contract.NOTHING_PLANNED
+    new = set()
+    if check_mode:
+        new = set(d for d in [spec.veth] + spec.devices if planned.device(spec.netns, d))
+    ipr = None if check_mode and planned.netns(spec.netns) else netlink.open_iproute(spec.netns)
+    nl = _Netlink(spec.netns, ipr)
     try:
-        host = _Host(spec, ipr)
+        host = _Host(spec, ipr, new)
         actions = plan(spec, host)
-        result = {"actions": actions, "changes": [a["text"] for a in actions], "before": view(spec, host)}
+        before = view(spec, host)
         if actions and not check_mode:
             txn = Transaction()
             steps = []
+            added = set()
             for action in actions:
-                do, undo = _step(ipr, host, action)
+                key = (action["device"], action.get("prio"), action.get("protocol"))
+                do, undo = _step(nl, host, action, first=action["action"] != "add_filter" or key not in added)
+                if action["action"] == "add_filter":
+                    added.add(key)
                 steps.append(lambda t, d=action["text"], do=do, undo=undo: t.step(d, do, undo))
             txn.run("veth", steps)
-            host = _Host(spec, ipr)
-            result["after"] = view(spec, host)
+            after = view(spec, _Host(spec, ipr))
         else:
-            result["after"] = _predict(spec) if actions else result["before"]
-        result["redirects"] = view(spec, host) if not check_mode or not actions else result["after"]
-        result["ports"] = portranges.format_set(spec.ports) if spec.state == "present" else ""
-        return result
+            after = _predict(spec, before, actions) if actions else before
+        return {"changed": bool(actions), "changes": [a["text"] for a in actions],
+                "diff": {"before": before, "after": after}, "redirects": after,
+                "ports": portranges.format_set(spec.ports) if spec.state == "present" else ""}
     finally:
-        ipr.close()
+        nl.close()
+
+
+def spec(params, host=True, planned=None):
+    """The part's validated spec from the module's parameters (contract.py)."""
+    return RedirectSpec(host=host, planned=planned, **contract.module_params(params, OPTIONS))

@@ -21,7 +21,8 @@ description:
   - Allocations are kept in O(state_file), so a rerun returns the same range. A kept range that no longer fits
     (for example O(agent_ports) grew over it) is replaced, and the task reports it.
   - Exhaustion is an error that says what took the space, and changes nothing.
-  - If writing the sysctl fails, the allocation is put back as it was.
+  - The range is written to the namespace first and recorded in O(state_file) last; if recording it fails, the
+    namespace's range is put back as it was.
 author:
   - hostnet.isolation contributors (@hostnet)
 options:
@@ -141,46 +142,30 @@ changes:
   returned: always
   type: list
   elements: str
-  sample: ["allocate 1024-2047 to web-1", "set ip_local_port_range in pid 4242 to 1024-2047 (was 32768-60999)"]
+  sample: ["set ip_local_port_range in pid 4242 to 1024-2047 (was 32768-60999)", "allocate 1024-2047 to web-1"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, ephemeral
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
-from ansible_collections.hostnet.isolation.plugins.module_utils.ephemeral import EphemeralSpec, converge
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            container=dict(type="str", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            netns=dict(type="str"),
-            netns_pid=dict(type="int"),
-            netns_dir=dict(type="path", default="/var/run/netns"),
-            size=dict(type="int", default=1024),
-            range=dict(type="str"),
-            agent_ports=dict(type="raw"),
-            pool=dict(type="raw", default="1024-65535"),
-            state_file=dict(type="path", default="/run/hostnet/ephemeral-ports.json"),
-        ),
+        argument_spec=contract.argument_spec(ephemeral.OPTIONS),
         mutually_exclusive=[("netns", "netns_pid")],
         required_if=[("state", "present", ["netns", "netns_pid"], True)],
         supports_check_mode=True,
     )
-    params = dict(module.params)
-    params["requested"] = params.pop("range")
     try:
-        spec = EphemeralSpec(**params)
-        result = converge(spec, check_mode=module.check_mode)
+        result = ephemeral.converge(ephemeral.spec(module.params), check_mode=module.check_mode)
     except HostnetError as exc:
         module.fail_json(msg=str(exc), field=exc.field, reason=exc.reason)
     except (OSError, IOError) as exc:
         module.fail_json(msg="ephemeral_ports %s: %s" % (module.params["container"], exc))
-
-    out = dict(changed=bool(result["changes"]), changes=result["changes"], range=result["range"])
-    if module._diff:
-        out["diff"] = dict(before=result["before"], after=result["after"])
-    module.exit_json(**out)
+    if not module._diff:
+        del result["diff"]
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

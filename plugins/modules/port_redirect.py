@@ -153,24 +153,13 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.hostnet.isolation.plugins.module_utils import netlink
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, netlink, portredirect
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
-from ansible_collections.hostnet.isolation.plugins.module_utils.portredirect import RedirectSpec, converge
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            veth=dict(type="str", required=True),
-            ports=dict(type="raw"),
-            devices=dict(type="list", elements="str", default=["eth0"]),
-            protocols=dict(type="list", elements="str", choices=["tcp", "udp"], default=["tcp", "udp"]),
-            address=dict(type="str"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            netns=dict(type="str"),
-            netns_pid=dict(type="int"),
-            netns_dir=dict(type="path", default="/var/run/netns"),
-        ),
+        argument_spec=contract.argument_spec(portredirect.OPTIONS),
         mutually_exclusive=[("netns", "netns_pid")],
         required_if=[("state", "present", ["ports"])],
         supports_check_mode=True,
@@ -178,18 +167,14 @@ def main():
     if netlink.PYROUTE2_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("pyroute2"), exception=str(netlink.PYROUTE2_IMPORT_ERROR))
     try:
-        spec = RedirectSpec(**module.params)
-        result = converge(spec, check_mode=module.check_mode)
+        result = portredirect.converge(portredirect.spec(module.params), check_mode=module.check_mode)
     except HostnetError as exc:
         module.fail_json(msg=str(exc), field=exc.field, reason=exc.reason)
     except (OSError, netlink.NetlinkError) as exc:
         module.fail_json(msg="port_redirect %s: %s" % (module.params["veth"], exc))
-
-    out = dict(changed=bool(result["actions"]), changes=result["changes"], redirects=result["redirects"],
-               ports=result["ports"])
-    if module._diff:
-        out["diff"] = dict(before=result["before"], after=result["after"])
-    module.exit_json(**out)
+    if not module._diff:
+        del result["diff"]
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

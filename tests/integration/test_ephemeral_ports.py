@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from harness.assertions import assert_converges, assert_rejected
-from harness.runner import run_module
-from test_port_redirect import _topology
+from harness.assertions import assert_converges, assert_rejected, assert_same
+from harness.runner import INTERPRETERS, run_module
+from test_port_redirect import _topology, run_core
 
 MOD = "hostnet.isolation.ephemeral_ports"
 STATE = "/run/hostnet/ephemeral-ports.json"
@@ -112,3 +112,55 @@ def test_bad_input_is_rejected_and_changes_nothing(host, python, args, field, re
     assert_rejected(host, MOD, args, python, field, reason)
     assert host.sh("cat %s" % STATE).stdout == state
     assert _sysctl(host, "c2") == _sysctl(host, "c2") and _sysctl(host, "c2") != ["1024", "2047"]
+
+
+PYTHON = INTERPRETERS["os-pyroute2-0.7"]  # the part is plain Python: one interpreter is enough
+_CONVERGE = """
+from module_utils import contract, ephemeral
+planned = contract.Planned()
+for path in %(namespaces)r:
+    planned.add_netns(path)
+spec = ephemeral.spec(%(params)r, planned=planned)
+print(json.dumps(ephemeral.converge(spec, check_mode=%(check)r, planned=planned)))
+"""
+
+
+def test_check_mode_plans_a_namespace_the_run_creates_as_the_real_run_then_does(host):
+    """A new namespace holds the kernel's default range (32768-60999), whatever the host's own range is."""
+    host.sh("ip netns add c0 && echo '20000 29999' > /proc/sys/net/ipv4/ip_local_port_range")
+    run_module(host, MOD, {"container": "c0", "netns": "c0"}, PYTHON)
+    params = {"container": "c1", "netns": "c1", "size": 2048}
+    before = host.snapshot()
+    predicted = run_core(host, PYTHON, _CONVERGE % dict(params=params, namespaces=["/var/run/netns/c1"], check=True))
+    assert_same(before, host.snapshot(), "check mode")
+    assert predicted["changes"] == ["set ip_local_port_range in c1 to 2048-4095 (was 32768-60999)",
+                                    "allocate 2048-4095 to c1"]
+    host.sh("ip netns add c1")
+    applied = run_core(host, PYTHON, _CONVERGE % dict(params=params, namespaces=[], check=False))
+    assert (applied["changes"], applied["diff"], applied["range"]) == \
+        (predicted["changes"], predicted["diff"], predicted["range"])
+    assert _sysctl(host, "c1") == ["2048", "4095"]
+
+
+@pytest.mark.parametrize("others", [False, True], ids=["first-allocation", "next-to-another"])
+def test_a_unit_that_fails_later_undoes_the_allocation_and_the_sysctl(host, others):
+    """Inside transaction.unit the range lands (file and namespace); a later failure puts both back, and
+    a state file the run created goes again."""
+    host.sh("ip netns add c1 && ip netns add c0")
+    if others:
+        run_module(host, MOD, {"container": "c0", "netns": "c0"}, PYTHON)
+    before = host.snapshot()
+    out = run_core(host, PYTHON, """
+        from module_utils import ephemeral, transaction
+        from module_utils.errors import ApplyError
+        try:
+            with transaction.unit("ephemeral_ports[1]"):
+                result = ephemeral.converge(ephemeral.spec({"container": "c1", "netns": "c1"}))
+                landed = open("%s").read()
+                raise RuntimeError("a later part failed")
+        except ApplyError as exc:
+            print(json.dumps({"changes": result["changes"], "landed": landed, "error": str(exc)}))
+        """ % STATE)
+    assert len(out["changes"]) == 2 and '"c1"' in out["landed"], out
+    assert "rolled back everything" in out["error"], out["error"]
+    assert_same(before, host.snapshot(), "the unit that was rolled back")

@@ -7,9 +7,15 @@ client namespace (10.1.0.2); containers c1 and c2 each have an eth0 with the hos
 wired to veth-c1 / veth-c2 in the host.
 """
 
+import json
+import os
+import re
+import textwrap
+
 import pytest
 
-from harness.assertions import assert_converges, assert_rejected
+from harness.assertions import assert_converges, assert_rejected, assert_same
+from harness.hermetic import REPO
 from harness.runner import run_module
 
 MOD = "hostnet.isolation.port_redirect"
@@ -26,6 +32,12 @@ def _topology(host):
                 " && ip -n {c} link set eth0 address {mac} && ip -n {c} addr add 10.1.0.1/24 dev eth0"
                 " && ip -n {c} link set eth0 up && ip -n {c} link set lo up && ip link set veth-{c} up"
                 .format(c=c, mac=HOST_MAC))
+
+
+def run_core(host, python, code):
+    """Run ``code`` (which prints one JSON line last) inside ``host`` with the core importable as module_utils."""
+    script = "import json, sys\nsys.path.insert(0, %r)\n" % os.path.join(REPO, "plugins") + textwrap.dedent(code)
+    return json.loads(host.run([python, "-c", script]).stdout.strip().splitlines()[-1])
 
 
 def _serve(host, netns, port, answer, proto="TCP"):
@@ -109,3 +121,74 @@ def test_bad_input_is_rejected_and_changes_nothing(host, python, args, field, re
     _topology(host)
     run_module(host, MOD, {"veth": "veth-c1", "ports": "8000-8063"}, python)
     assert_rejected(host, MOD, args, python, field, reason)
+
+
+_CONVERGE = """
+from module_utils import contract, portredirect
+planned = contract.Planned()
+for path in %(namespaces)r:
+    planned.add_netns(path)
+for ifname in %(devices)r:
+    planned.add_device(None, ifname)
+spec = portredirect.spec(%(params)r, planned=planned)
+result = portredirect.converge(spec, check_mode=%(check)r, planned=planned)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize("where", ["veth", "namespace"])
+def test_check_mode_plans_what_the_run_creates_as_the_real_run_then_does(host, python, where):
+    """A veth the run creates (next to a container that has redirects), or a whole namespace it creates:
+    check mode plans against a new device (no ingress qdisc, no filters) and says what the real run does."""
+    _topology(host)
+    run_module(host, MOD, {"veth": "veth-c1", "ports": "8000-8063"}, python)
+    if where == "veth":
+        params, namespaces, devices = {"veth": "veth-c3", "ports": "9000-9099", "devices": ["eth0"]}, [], ["veth-c3"]
+        create = "ip netns add c3 && ip link add veth-c3 type veth peer name eth0 netns c3 && ip link set veth-c3 up"
+    else:
+        params = {"veth": "veth-c3", "ports": "9000-9099", "devices": ["up0", "up1"], "netns": "edge"}
+        namespaces, devices = ["/var/run/netns/edge"], []  # netns_dir's default
+        create = ("ip netns add edge && ip -n edge link add up0 type veth peer name up1"
+                  " && ip -n edge link add veth-c3 type veth peer name c3")
+    before = host.snapshot()
+    predicted = run_core(host, python, _CONVERGE % dict(params=params, namespaces=namespaces, devices=devices,
+                                                        check=True))
+    assert_same(before, host.snapshot(), "check mode")
+    assert predicted["changed"] and any(c.startswith("add ingress qdisc on veth-c3") for c in predicted["changes"])
+    host.sh(create)
+    applied = run_core(host, python, _CONVERGE % dict(params=params, namespaces=[], devices=[], check=False))
+    assert applied["changes"] == predicted["changes"]
+    assert applied["diff"] == predicted["diff"] and applied["redirects"] == predicted["redirects"]
+    again = run_core(host, python, _CONVERGE % dict(params=params, namespaces=[], devices=[], check=False))
+    assert again["changed"] is False
+
+
+def test_a_unit_that_fails_later_undoes_the_redirects(host, python):
+    """Inside transaction.unit, the part lands; a later failure in the unit puts every filter back."""
+    _topology(host)
+    run_module(host, MOD, {"veth": "veth-c1", "ports": "8000-8063"}, python)
+    before = host.snapshot()
+    out = run_core(host, python, """
+        from module_utils import portredirect, transaction
+        from module_utils.errors import ApplyError
+        try:
+            with transaction.unit("redirects[1]"):
+                result = portredirect.converge(portredirect.spec({"veth": "veth-c2", "ports": "9000-9099"}))
+                raise RuntimeError("a later part failed")
+        except ApplyError as exc:
+            print(json.dumps({"changes": result["changes"], "error": str(exc)}))
+        """)
+    assert "mirror ARP arriving on eth0 to veth-c1, veth-c2" in out["changes"], out["changes"]
+    assert out["error"].startswith("redirects[1]: a later part failed; rolled back everything"), out["error"]
+    # the filters put back are the same filters; the kernel numbers their hash tables and actions anew
+    assert_same(_renumbered(before), _renumbered(host.snapshot()), "the unit that was rolled back")
+
+
+def _renumbered(snapshot):
+    """``snapshot`` without the numbers the kernel picks for u32 hash tables and action instances."""
+    def plain(text):
+        return re.sub(r"index \d+ ref", "index N ref", re.sub(r"\b(fh|ht) [0-9a-f]+", r"\1 N", text))
+    snapshot["host"]["tc"] = plain(snapshot["host"]["tc"])
+    for view in snapshot["netns"].values():
+        view["tc"] = plain(view["tc"])
+    return snapshot

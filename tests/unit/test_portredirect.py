@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, strategies as st
 from pyroute2.netlink.rtnl.tcmsg import cls_u32, tcmsg
 
-from module_utils import portranges, portredirect
+from module_utils import contract, portranges, portredirect
 from module_utils.errors import ValidationError
 
 
@@ -69,3 +69,51 @@ def test_spec_errors_name_the_field(kwargs, field):
     with pytest.raises(ValidationError) as err:
         portredirect.RedirectSpec("veth-x", **kwargs)
     assert err.value.field == field
+
+
+VALID = {"veth": "veth-a", "ports": "31000-31009", "devices": ["eth0"]}
+
+
+@pytest.mark.parametrize("name,value", [(n, v) for n, o in sorted(portredirect.OPTIONS.items()) for v in o["bad"]])
+def test_every_bad_value_is_refused_on_the_controller_naming_its_field(name, value):
+    with pytest.raises(ValidationError) as err:
+        portredirect.spec(dict(VALID, **{name: value}), host=False)
+    assert err.value.field.split("[")[0] == name, err.value
+
+
+@pytest.mark.parametrize("params", [
+    {"netns": "no-such-namespace"}, {"netns": "/no/such/handle"}, {"netns_pid": 2 ** 22 + 1},
+    {"netns": "web", "netns_dir": "/no/such/dir"},
+])
+def test_the_controller_check_does_not_look_at_the_host(params):
+    """host=False: a namespace that is not there (here) is no reason to refuse: the host decides."""
+    spec = portredirect.spec(dict(VALID, **params), host=False)
+    assert spec.ports == [(31000, 31009)] and spec.veth == "veth-a"
+
+
+def test_a_namespace_the_run_creates_need_not_exist_yet():
+    planned = contract.Planned()
+    planned.add_netns("/run/netns/hn-redir-planned")
+    with pytest.raises(ValidationError) as err:
+        portredirect.spec(dict(VALID, netns="hn-redir-planned", netns_dir="/run/netns"))
+    assert err.value.field == "netns" and "does not exist" in err.value.reason
+    spec = portredirect.spec(dict(VALID, netns="hn-redir-planned", netns_dir="/run/netns"), planned=planned)
+    assert spec.netns == "/run/netns/hn-redir-planned"
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"netns": "web", "netns_pid": 1}, "netns"),  # the module's mutually_exclusive, refused without Ansible
+    ({"ports": None}, "ports"),                    # its required_if
+    ({"devices": "eth0,eth0"}, "devices"),         # a comma-separated list, as Ansible's type: list reads it
+    ({"protocols": [["tcp"]]}, "protocols[0]"),
+])
+def test_what_ansible_checks_is_refused_by_the_spec_too(params, field):
+    with pytest.raises(ValidationError) as err:
+        portredirect.spec(dict(VALID, **params), host=False)
+    assert err.value.field == field
+
+
+def test_the_module_options_are_the_schema():
+    spec = contract.argument_spec(portredirect.OPTIONS)
+    assert spec["devices"] == {"type": "list", "elements": "str", "default": ["eth0"]}
+    assert "bad" not in spec["ports"]

@@ -322,16 +322,32 @@ def _ruleset_undo(spec, backend, originals, own):
     """Put the network's tables or chains back as ``originals`` ({name: NetworkState}) had them.
 
     Only this network's objects are written (as the apply did): a name that did not exist before goes.
+    On iptables, a network's IPv6 chains exist once it had an IPv6 mapping (or the host IPv6 port_mapper
+    chains), which its NetworkState does not say: chains the run added there are removed again. A nat
+    table the run created stays (empty), as the kernel or iptables-nft leave it.
     """
+    keys = sorted(k for k in originals if k != own) + [own]
+    had_ipv6 = set(k for k in keys if getattr(backend, "jumps", {}).get(6, {}).get(k))
+
     def undo():
         with _locked():
             fresh = _reopen(backend)
             networks = fresh.read()
-            for key in sorted(k for k in originals if k != own) + [own]:
+            for key in keys:
                 target = originals.get(key) or NetworkState(exists=False)
                 now = networks[key][1] if key in networks else NetworkState(exists=False)
                 if not now.same_as(target):
                     fresh.apply(_named(spec, key), now, target)
+            if backend.name.startswith("iptables"):
+                from .portmap_ipt import RESTORE_ARGS
+                fresh = _reopen(backend)
+                fresh.read()
+                for key in keys:
+                    if key not in had_ipv6 and fresh.jumps[6].get(key):
+                        code, _out, err = fresh._run(  # pylint: disable=protected-access
+                            6, "restore", RESTORE_ARGS, stdin=fresh.render(_named(spec, key), NetworkState(), 6))
+                        if code != 0:
+                            raise ApplyError("mappings", "removing the IPv6 chains %s failed: %s" % (key, err.strip()))
     return undo
 
 

@@ -103,7 +103,7 @@ notes:
   - Removing a handle does not kill processes inside the namespace; the namespace itself disappears when
     its last process and its last handle are gone.
   - Removing a namespace (O(state=absent), O(state=reconciled)) or re-pointing its handle to another process
-    (O(pid)) cannot be undone once it has landed: the old namespace is released. When the task runs inside a
+    (O(pid)) cannot be undone once it has landed; the old namespace is released. When the task runs inside a
     larger unit (the C(hostnet.isolation.host_network) module) and a later part fails, what this task
     created (a new namespace, its handle, symlinks, directories) is removed again, and a removed symlink or
     empty placeholder file is put back; a removed namespace is reported as not restored.

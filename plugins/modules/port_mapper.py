@@ -49,7 +49,7 @@ options:
       - Name of the iptables chain (and the nftables table) instead of the default, as C(chain) in
         mesos-cni-port-mapper. At most 23 characters of letters, digits and C(_.-).
       - Unless O(backend=iptables), it also names the nftables table, so it starts with a letter and is no nft
-        keyword (such as C(map) or C(counter)): nft refuses those as table names.
+        keyword (such as C(map) or C(counter)), which nft refuses as table names.
       - Renaming moves the network's mappings to the new name and removes the old chain or table in the same
         transaction (no leaked chains).
       - A chain or table of that name that this module did not create (one without its C(hostnet port_mapper)

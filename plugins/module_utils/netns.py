@@ -17,7 +17,8 @@ import binascii
 import os
 import re
 
-from . import nsutil
+from . import nsutil, validate
+from .contract import NOTHING_PLANNED
 from .errors import ValidationError
 from .transaction import Transaction
 
@@ -39,6 +40,35 @@ def _check_path(field, value):
     return "/" + os.path.normpath(value).lstrip("/")
 
 
+def _check_link(field, value, netns_dir):
+    """A symlink path: absolute, and not where a directory the handles need (or the kernel's) is."""
+    link = _check_path(field, value)
+    if link == "/" or any(link == d or link.startswith(d + "/") for d in _FORBIDDEN_DIRS):
+        raise ValidationError(field, "%s is the root directory or inside /proc, /sys or /dev; refusing to make a "
+                                     "symlink there" % link)
+    if link == netns_dir or netns_dir.startswith(link + "/"):
+        raise ValidationError(field, "%s is netns_dir %s or a directory above it, not a place for a symlink"
+                              % (link, netns_dir))
+    return link
+
+
+def _pattern(value):
+    if not isinstance(value, str):
+        raise ValidationError("handle_pattern", "%r is not a regular expression" % (value,))
+    try:
+        return re.compile(value)
+    except (re.error, RecursionError) as exc:
+        raise ValidationError("handle_pattern", "%r is not a regular expression: %s" % (value, exc)) from None
+
+
+def _list(field, value):
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):  # a string would be taken letter by letter
+        raise ValidationError(field, "%r is not a list" % (value,))
+    return list(value)
+
+
 def _check_dir(field, value):
     path = _check_path(field, value)
     if path == "/" or any(path == d or path.startswith(d + "/") for d in _FORBIDDEN_DIRS):
@@ -57,11 +87,13 @@ class NetnsSpec:
         self.state = state
         self.netns_dir = _check_dir("netns_dir", netns_dir)
         self.symlinks = []
-        self.keep = list(keep or [])
+        symlinks = _list("symlinks", symlinks)
+        self.keep = _list("keep", keep)
         self.symlink_dir = None
         self.handle_pattern = None
+        pattern = _pattern(handle_pattern)  # checked whatever the state: a policy may carry it for later
         if state == "reconciled":
-            self._init_reconcile(name, pid, symlinks, symlink_dir, handle_pattern)
+            self._init_reconcile(name, pid, symlinks, symlink_dir, pattern)
             return
         if symlink_dir is not None:
             raise ValidationError("symlink_dir", "only used with state=reconciled")
@@ -80,7 +112,7 @@ class NetnsSpec:
         seen = set()
         for i, link in enumerate(symlinks or []):
             field = "symlinks[%d]" % i
-            link = _check_path(field, link)
+            link = _check_link(field, link, self.netns_dir)
             if link == self.handle:
                 raise ValidationError(field, "%s is the handle itself" % link)
             if link in seen:
@@ -97,12 +129,82 @@ class NetnsSpec:
         self.symlink_dir = _check_dir("symlink_dir", symlink_dir)
         if self.symlink_dir == self.netns_dir:
             raise ValidationError("symlink_dir", "must differ from netns_dir")
-        try:
-            self.handle_pattern = re.compile(handle_pattern)
-        except (re.error, TypeError) as exc:
-            raise ValidationError("handle_pattern", "%r is not a regular expression: %s" % (handle_pattern, exc))
+        self.handle_pattern = handle_pattern
         for i, name in enumerate(self.keep):
             nsutil.check_netns_name("keep[%d]" % i, name)
+
+
+# The netns module's options (contract.py).
+OPTIONS = {
+    "name": {"type": "str", "bad": ["web/1", "..", "n" * 256]},
+    "state": {"type": "str", "choices": list(STATES), "default": "present", "bad": ["deleted"]},
+    "netns_dir": {"type": "path", "default": nsutil.DEFAULT_NETNS_DIR, "bad": ["run/netns", "/proc/netns", "/"]},
+    "pid": {"type": "int", "bad": [0, -42, "x"]},
+    "symlinks": {"type": "list", "elements": "path", "default": [],
+                 "bad": [["mesos/netns/web"], ["/var/run/netns"], ["/run/a/../b"]]},
+    "symlink_dir": {"type": "path", "bad": ["mesos/netns", "/sys/fs"]},
+    "handle_pattern": {"type": "str", "default": DEFAULT_HANDLE_PATTERN, "bad": ["[0-9+$", "(?P<"]},
+    "keep": {"type": "list", "elements": "str", "default": [], "bad": [["a/b"], [".."]]},
+}
+
+
+def spec(params, host=True, planned=None):
+    """The validated NetnsSpec of the module's parameters or a policy item (contract.py).
+
+    ``host=False`` reads nothing from the host (the controller's check); ``host=True`` also checks that
+    what the spec names on the host is of the kind the part manages (a handle, not a file of someone
+    else's; a live ``pid``; symlinks it may replace). A namespace in ``planned`` at the handle's path is
+    one this run creates: the handle is not looked at then.
+    """
+    result = NetnsSpec(**validate.params(OPTIONS, params))
+    planned = planned or NOTHING_PLANNED
+    if host and result.state != "reconciled" and not planned.netns(result.handle):
+        _check_host(result, nsutil.mount_points())
+    return result
+
+
+_SAID = {
+    "create_handle": lambda a: ("pin the network namespace of pid %d at %s" % (a["pid"], a["path"]) if a.get("pid")
+                                else "create a network namespace with its handle at %s" % a["path"]),
+    "replace_handle": lambda a: "re-point %s to the network namespace of pid %d" % (a["path"], a["pid"]),
+    "remove_handle": lambda a: "remove the namespace handle %s (the namespace goes with its last process; this "
+                               "cannot be undone)" % a["path"],
+    "remove_stale_handle": lambda a: "remove %s, an empty file that pins no namespace" % a["path"],
+    "create_symlink": lambda a: "link %s -> %s" % (a["path"], a["target"]),
+    "replace_symlink": lambda a: "re-link %s -> %s (was -> %s)" % (a["path"], a["target"], a["old_target"]),
+    "remove_symlink": lambda a: "remove the symlink %s (-> %s)" % (a["path"], a["old_target"]),
+}
+
+
+def converge(spec, check_mode=False, planned=None):  # pylint: disable=redefined-outer-name,unused-argument
+    """Plan and (unless ``check_mode``) apply; the module's result (contract.py).
+
+    ``created`` says whether the run makes a new, empty namespace at ``path`` (check mode too), so that a
+    caller planning the parts after this one can add it to its ``Planned``. Creating, symlinks and
+    placeholders are undone by an enclosing ``transaction.unit``; a namespace whose handle was removed
+    or re-pointed is released when this part's transaction ends and cannot be brought back.
+    """
+    plan = plan_netns(spec)
+    after = plan["after"]
+    if plan["actions"] and not check_mode:
+        apply_netns(plan)
+        if spec.state != "reconciled":
+            after = describe_netns(spec)
+    result = {
+        "changed": bool(plan["actions"]),
+        "changes": [_SAID[a["action"]](a) for a in plan["actions"]],
+        "actions": plan["actions"],
+        "diff": {"before": plan["before"], "after": after},
+    }
+    if spec.state == "reconciled":
+        result["removed"] = [a["path"] for a in plan["actions"]]
+        result["left_alone"] = plan["left_alone"]
+    else:
+        result["path"] = spec.handle
+        result["created"] = any(a["action"] == "create_handle" and not a.get("pid") for a in plan["actions"])
+        result["netns"] = {"name": spec.name, "path": spec.handle, "exists": after["live"],
+                           "namespace_inode": after["namespace_inode"], "symlinks": after["symlinks"]}
+    return result
 
 
 def _symlink_state(path):
@@ -296,7 +398,7 @@ def _relink(path, target):
         raise
 
 
-def _step(action, held):
+def _step(action, held, released):
     """(do, undo) for one planned action; each undo either restores or raises."""
     path = action["path"]
     kind = action["action"]
@@ -313,6 +415,9 @@ def _step(action, held):
         old = _held_open(path, held)  # keeps the old namespace alive until the transaction is over
 
         def undo():
+            if released:  # the descriptor is closed (its number may be reused): the namespace is gone
+                raise OSError("the namespace %s pinned was released when its removal landed; it cannot be "
+                              "brought back" % path)
             if nsutil.handle_kind(path)[0] == "netns":
                 nsutil.remove_handle(path)
             nsutil.pin_handle(old, path)
@@ -377,14 +482,16 @@ def _step(action, held):
 def apply_netns(plan):
     """Apply a plan from ``plan_netns`` as one transaction; returns the done steps."""
     held = []
+    released = []
     txn = Transaction()
     try:
         steps = []
         for action in plan["actions"]:
-            do, undo = _step(action, held)
+            do, undo = _step(action, held, released)
             description = "%s %s" % (action["action"], action["path"])
             steps.append(lambda t, d=description, do=do, undo=undo: t.step(d, do, undo))
         return txn.run("netns", steps)
     finally:
+        released.append(True)  # undo steps handed to an enclosing unit must not use the closed descriptors
         for fd in held:
             os.close(fd)

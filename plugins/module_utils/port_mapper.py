@@ -12,11 +12,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import copy
 import os
 import re
 import time
 
-from . import rundir
+from . import rundir, transaction
+from .contract import NOTHING_PLANNED
 from .errors import ApplyError, ValidationError
 from .portmap import CHAIN_MAX, compact, desired_state, diff_entries, mapping_line, stale_udp_keys, NetworkState
 from .portmap_nft import NftablesBackend, table_name
@@ -167,11 +169,13 @@ def _own_key(backend, spec):
     return table_name(spec) if backend.name == "nftables" else spec.chain
 
 
-def _route_localnet_plan(state, devices=None):
+def _route_localnet_plan(state, devices=None, check_mode=False, planned=NOTHING_PLANNED, notes=None):
     """Devices toward IPv4 containers that need route_localnet=1 for 127.0.0.1 clients: [(sysctl path, value)].
 
     ``devices`` when the caller knows them (a CNI result lists the host side of the interfaces it made):
-    no route is looked up then, and a listed device that is gone is passed over.
+    no route is looked up then, and a listed device that is gone is passed over, unless check mode plans a
+    run that creates it (``planned``): a new device starts with conf/default's value. Looking the routes up
+    in check mode cannot see devices the run creates; ``notes`` (a list) then gets a sentence saying so.
     """
     ips = sorted(set(v[1] for k, v in state.entries.items() if k[0] == 4))
     if not ips:
@@ -184,19 +188,27 @@ def _route_localnet_plan(state, devices=None):
                 with open(path) as f:
                     current = f.read().strip()
             except FileNotFoundError:
-                continue
+                if not (check_mode and planned.device(None, name)):
+                    continue
+                with open("/proc/sys/net/ipv4/conf/default/route_localnet") as f:
+                    current = f.read().strip()  # what the device this run creates will start with
             if current != "1":
                 plan.append((path, current))
         return plan
+    new_devices = sorted(name for netns, name in planned.devices if netns is None) if check_mode else []
     from . import netlink  # pyroute2 takes ~0.15 s to import: only paths that need it pay for it
     if netlink.PYROUTE2_IMPORT_ERROR is not None:
         raise ApplyError("localhost", "needs pyroute2 on the host to find the devices toward the containers")
     plan = []
+    unrouted = []
     with netlink.IPRoute() as ipr:
         for ip in ips:
             try:
                 route = ipr.route("get", dst=ip)[0]
             except netlink.NetlinkError as exc:
+                if new_devices:
+                    unrouted.append(ip)
+                    continue
                 raise ApplyError("localhost", "no route to container %s: %s" % (ip, exc)) from None
             link = netlink.link_state(ipr, index=route.get_attr("RTA_OIF"))
             if link is None:
@@ -206,6 +218,10 @@ def _route_localnet_plan(state, devices=None):
                 current = f.read().strip()
             if current != "1" and path not in [p for p, _old in plan]:
                 plan.append((path, current))
+    if new_devices and notes is not None:
+        notes.append("set route_localnet=1 on the devices the routes to the containers%s lead through when applied; "
+                     "this run creates %s first, so check mode cannot name them all"
+                     % (" (%s unrouted yet)" % ", ".join(unrouted) if unrouted else "", ", ".join(new_devices)))
     return plan
 
 
@@ -259,19 +275,126 @@ def _lines(state, chains):
     return head + "".join(mapping_line(m) + "\n" for m in compact(state.entries))
 
 
-def converge_port_mapper(spec, check_mode=False, diff=True):
-    """Plan and (unless check_mode) apply; returns the result dict the front doors report.
+def converge(spec, check_mode=False, planned=None, diff=True):
+    """Plan and (unless check_mode) apply; returns the result dict the front doors report (contract.py).
 
-    ``diff=False`` leaves out the before/after text of the whole network (an empty ``diff``): a caller
-    that never shows it (a CNI DEL) saves ~50 ms with 10,000 mappings on the host.
+    ``planned`` (contract.Planned): devices this run creates before this part, for check mode's
+    route_localnet plan. What lands registers its undo with the open ``transaction.unit``: the network's
+    tables or chains as they were, and the route_localnet values. ``diff=False`` leaves out the
+    before/after text of the whole network (an empty ``diff``): a caller that never shows it (a CNI DEL)
+    saves ~50 ms with 10,000 mappings on the host.
     """
+    planned = planned or NOTHING_PLANNED
     if check_mode:
-        return _converge(spec, check_mode, diff)
+        return _converge(spec, check_mode, diff, planned)
     with _locked():
-        return _converge(spec, check_mode, diff)
+        return _converge(spec, check_mode, diff, planned)
 
 
-def _converge(spec, check_mode, diff=True):
+def converge_port_mapper(spec, check_mode=False, diff=True):
+    """``converge`` without a plan of the run around it (the CNI plugin, bench/)."""
+    return converge(spec, check_mode=check_mode, diff=diff)
+
+
+def _copy_state(state):
+    return NetworkState(exists=state.exists, entries=state.entries, exclude_devices=state.exclude_devices,
+                        hairpin=state.hairpin, localhost=state.localhost, hairpin_prefix=state.hairpin_prefix)
+
+
+def _reopen(backend):
+    """A new backend of the same kind and engine, that reads the host afresh."""
+    if backend.name == "nftables":
+        return NftablesBackend()
+    from . import portmap_ipt
+    if type(backend) is portmap_ipt.IptablesBackend:  # pylint: disable=unidiomatic-typecheck
+        return portmap_ipt.IptablesBackend(backend.variant)
+    return type(backend)()
+
+
+def _named(spec, key):
+    """The spec of this network with its table or chain called ``key`` (an earlier name of it)."""
+    named = copy.copy(spec)
+    named.chain, named.chain_given = key, True
+    return named
+
+
+def _ruleset_undo(spec, backend, originals, own):
+    """Put the network's tables or chains back as ``originals`` ({name: NetworkState}) had them.
+
+    Only this network's objects are written (as the apply did): a name that did not exist before goes.
+    On iptables, a network's IPv6 chains exist once it had an IPv6 mapping (or the host IPv6 port_mapper
+    chains), which its NetworkState does not say: chains the run added there are removed again. A nat
+    table the run created stays (empty), as the kernel or iptables-nft leave it.
+    """
+    keys = sorted(k for k in originals if k != own) + [own]
+    had_ipv6 = set(k for k in keys if getattr(backend, "jumps", {}).get(6, {}).get(k))
+
+    def undo():
+        with _locked():
+            fresh = _reopen(backend)
+            networks = fresh.read()
+            for key in keys:
+                target = originals.get(key) or NetworkState(exists=False)
+                now = networks[key][1] if key in networks else NetworkState(exists=False)
+                if not now.same_as(target):
+                    fresh.apply(_named(spec, key), now, target)
+            if backend.name.startswith("iptables"):
+                from .portmap_ipt import RESTORE_ARGS
+                fresh = _reopen(backend)
+                fresh.read()
+                for key in keys:
+                    if key not in had_ipv6 and fresh.jumps[6].get(key):
+                        code, _out, err = fresh._run(  # pylint: disable=protected-access
+                            6, "restore", RESTORE_ARGS, stdin=fresh.render(_named(spec, key), NetworkState(), 6))
+                        if code != 0:
+                            raise ApplyError("mappings", "removing the IPv6 chains %s failed: %s" % (key, err.strip()))
+    return undo
+
+
+def _sysctl_undo(done):
+    def undo():
+        for path, old in reversed(done):
+            _write(path, old)
+    return undo
+
+
+def _where(backend, key):
+    return ("nftables table inet %s" % key) if backend.name == "nftables" else ("iptables chains %s, %s-POST"
+                                                                                  % (key, key))
+
+
+def _sentences(spec, backend, own, before, after, stale, added, removed, sysctls, notes):
+    """What the run changes (or would), as sentences: the result's ``changes``."""
+    out = ["move network %s from the %s to the %s" % (spec.network, _where(backend, key), _where(backend, own))
+           for key in stale]
+    if after.exists and not before.exists and not stale:
+        out.append("create the %s for network %s" % (_where(backend, own), spec.network))
+    elif before.exists and not after.exists:
+        out.append("remove the %s of network %s" % (_where(backend, own), spec.network))
+    if after.exists and before.exists and before.options() != after.options():
+        old, new = before.options(), after.options()
+        out += ["set %s of network %s to %s (was %s)" % (name, spec.network, _shown(new[name]), _shown(old[name]))
+                for name in sorted(new) if new[name] != old[name]]
+    for verb, entries in (("remove", removed), ("add", added)):
+        items = compact(entries)
+        out += ["%s mapping %s" % (verb, mapping_line(item)) for item in items[:SENTENCES_MAX]]
+        if len(items) > SENTENCES_MAX:
+            out.append("%s %d more mappings (listed in %sed)" % (verb, len(items) - SENTENCES_MAX,
+                                                                  "add" if verb == "add" else "remov"))
+    out += ["set %s to 1 (was %s)" % (path, old) for path, old in sysctls]
+    return out + notes
+
+
+SENTENCES_MAX = 100  # a first run of 10,000 mappings says how many; ``added`` lists them all
+
+
+def _shown(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _converge(spec, check_mode, diff=True, planned=NOTHING_PLANNED):
     started = time.time()
     backend = choose_backend(spec)
     if backend.name.startswith("iptables") and len(spec.chain) > CHAIN_MAX:
@@ -282,8 +405,9 @@ def _converge(spec, check_mode, diff=True):
     backend.check_owner(spec, networks)
     read_done = time.time()
     own = _own_key(backend, spec)
-    before = networks[own][1] if own in networks else NetworkState(exists=False)
     stale = sorted(key for key, (network, _state) in networks.items() if network == spec.network and key != own)
+    originals = dict((key, _copy_state(networks[key][1])) for key in [own] + stale if key in networks)
+    before = networks[own][1] if own in networks else NetworkState(exists=False)
     for key in stale:  # a renamed chain/table: its mappings carry over, the old one goes
         old = networks[key][1]
         if not before.exists:
@@ -297,9 +421,12 @@ def _converge(spec, check_mode, diff=True):
                   if network != spec.network)
     after = desired_state(spec, before, others)
     added, removed, unchanged = diff_entries(before, after)
-    sysctls = _route_localnet_plan(after, spec.localhost_devices) if after.exists and after.localhost else []
-    changed = bool(stale) or not before.same_as(after) or bool(sysctls)
-    planned = time.time()
+    notes = []
+    sysctls = _route_localnet_plan(after, spec.localhost_devices, check_mode, planned, notes) \
+        if after.exists and after.localhost else []
+    rules_change = bool(stale) or not before.same_as(after)
+    changed = rules_change or bool(sysctls)
+    planned_at = time.time()
     flushed = 0
     warnings = []
     if changed and not check_mode:
@@ -308,11 +435,14 @@ def _converge(spec, check_mode, diff=True):
             for path, old in sysctls:
                 _write(path, "1")
                 done.append((path, old))
-            backend.apply(spec, before, after, stale=stale)
+            if rules_change:
+                backend.apply(spec, before, after, stale=stale)
         except Exception:
-            for path, old in reversed(done):
-                _write(path, old)
+            _sysctl_undo(done)()
             raise
+        transaction.keep("route_localnet of network %s" % spec.network, _sysctl_undo(done) if done else None)
+        if rules_change:
+            transaction.keep("port_mapper network %s" % spec.network, _ruleset_undo(spec, backend, originals, own))
         try:
             flushed = flush_udp_conntrack(stale_udp_keys(before, after))
         except (ApplyError, OSError) as exc:
@@ -321,6 +451,7 @@ def _converge(spec, check_mode, diff=True):
     finished = time.time()
     return {
         "changed": changed,
+        "changes": _sentences(spec, backend, own, before, after, stale, added, removed, sysctls, notes),
         "backend": backend.name,
         "engine": backend.engine,
         "network": spec.network,
@@ -332,7 +463,7 @@ def _converge(spec, check_mode, diff=True):
         "conntrack_flushed": flushed,
         "stale_chains_removed": stale,
         "diff": {"before": _lines(before, stale or [own]), "after": _lines(after, [own])} if diff else {},
-        "timings": {"read": round(read_done - started, 4), "plan": round(planned - read_done, 4),
-                    "apply": round(finished - planned, 4) if changed and not check_mode else 0},
+        "timings": {"read": round(read_done - started, 4), "plan": round(planned_at - read_done, 4),
+                    "apply": round(finished - planned_at, 4) if changed and not check_mode else 0},
         "warnings": warnings,
     }

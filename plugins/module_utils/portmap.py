@@ -16,6 +16,7 @@ import ipaddress
 import re
 import socket
 
+from . import validate
 from .errors import ValidationError
 from .validate import NAME_RE, device_match, ifname, no_zone
 
@@ -23,6 +24,37 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 _CONTAINER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]*\Z")
 CHAIN_MAX = 23  # iptables allows 28; "<chain>-POST" must fit too
 CONTAINER_ID_MAX = 114  # an nftables comment holds 128 bytes, with "container_id: " in front
+# Words nft's scanner reads as keywords (in any of its states, nft 0.9.0 to 1.1.x: src/scanner.l), which it then
+# refuses as a table name ("syntax error, unexpected map, expecting string"), quoted or not; a given chain names
+# the nftables table, so such a chain passed every check and failed on the host.
+NFT_KEYWORDS = frozenset("""
+    8021ad 8021q a-rwnd abort accept ackseq add addr ah alert all and arp asconf asconf-ack audit auto-merge
+    avgpkt bridge broute burst bypass bytes cfi cgroup cgroupv2 chain chains check checksum chunk class classid
+    code comment comp constant continue cookie-ack cookie-echo count counter counters cpi cpu create crit csumcov
+    ct cum-tsn-ack cwr daddr data day dccp debug define dei delete describe destroy device devices direction dnat
+    doff dport drop dscp dst dup dynamic echo ecn ecne egress element elements emerg eol eq err error erspan esp
+    ether event exists expectation expiration expires export exthdr fanout fastopen fib filter flags flow
+    flowlabel flowtable flowtables flush forward-tsn frag frag-off fully-random fwd gateway gbp gc-interval ge
+    geneve get goto gre gretap group gt handle hbh hdrlength heartbeat heartbeat-ack helper helpers hlen hook
+    hooks hoplimit hour htype ibrhwaddr ibriport ibrname ibrpvid ibrvproto icmp icmpv6 icmpx id igmp iif iifgroup
+    iifkind iifname iiftype import in inc include index inet info ingress init init-ack init-tag initial-tsn
+    insert interval ip ip6 ipsec jhash json jump kbytes kind l3proto l4proto label last last-entry le left length
+    level limit limits list ll log loose lowest-tsn lshift lsrr lt map maps mark masquerade max-delay maxseg
+    mbytes md5sig memory meta meter meters mh microsecond millisecond minute missing mod mode monitor
+    more-fragments mptcp mrt mss mtu name nanosecond nat ne netdev never new new-cum-tsn nexthdr nexthop nfproto
+    nftrace nh noop nop not notice notrack num num-dup-tsns num-gap-ack-blocks num-inbound-streams
+    num-outbound-streams numgen obriport obrname offload offset oif oifgroup oifkind oifname oiftype operation
+    opt-type option options or original osf out over packets param-problem path pcp performance persistent pkttype
+    plen policy port position ppid prefix priority proto-dst proto-src protocol ptr ptype queue queue-threshold
+    quota quotas ra random rate redefine redirect reject rename replace reply reqid reserved reserved2 reset
+    return right route rr rshift rt rt0 rt2 rtclassid rule rules ruleset sack sack-perm sack-permitted sack0 sack1
+    sack2 sack3 saddr sctp sdif sdifname secmark secmarks second secpath seed seg-left seqno sequence set sets
+    shutdown shutdown-ack shutdown-complete sid size skgid skip skuid snaplen snat socket spi spnum sport srh ssn
+    ssrr state status stream subtype symhash synproxy synproxys table tables taddr tag tcp th time timeout
+    timestamp to tos tproxy trace transparent transport tsecr tsn tsval ttl tunnel tunnels type typeof udp udplite
+    undefine until update urgptr used value version vlan vm vmap vni vtag vxlan warn week wildcard window with
+    wscale xml xor xt zone
+""".split())
 
 
 _IP_CACHE = {}
@@ -74,6 +106,8 @@ def _ip(field, value):
         return _IP_CACHE[value]
     except (KeyError, TypeError):
         pass
+    if not isinstance(value, str):  # ipaddress takes an integer (167772161 is 10.0.0.1): a YAML slip, not an address
+        raise ValidationError(field, "%r is not an IPv4 or IPv6 address" % (value,))
     try:
         parsed = ipaddress.ip_address(value)
     except ValueError:
@@ -90,7 +124,7 @@ def parse_ports(field, value):
         raise ValidationError(field, "%r is not a port or a port range" % (value,))
     if isinstance(value, int):
         first = last = value
-    elif isinstance(value, str) and re.match(r"^\s*\d+\s*(-\s*\d+\s*)?\Z", value):
+    elif isinstance(value, str) and re.match(r"^\s*[0-9]+\s*(-\s*[0-9]+\s*)?\Z", value):
         parts = [int(p) for p in value.split("-")]
         first, last = parts[0], parts[-1]
     else:
@@ -139,6 +173,10 @@ class Mapping:
         self.host_ip = None
         if item.get("host_ip"):
             self.host_ip = _ip("%s.host_ip" % field, item["host_ip"])
+            if self.host_ip.is_unspecified or self.host_ip.is_multicast:
+                # the rules would match no packet: a silent no-op rather than "any address"
+                raise ValidationError("%s.host_ip" % field, "%s is no local address a packet arrives at; leave "
+                                                            "host_ip out to map every local address" % self.host_ip)
             if self.host_ip.version != self.container_ip.version:
                 raise ValidationError("%s.host_ip" % field, "%s is IPv%d but container_ip %s is IPv%d" % (
                     self.host_ip, self.host_ip.version, self.container_ip, self.container_ip.version))
@@ -229,6 +267,50 @@ class NetworkState:
                 and (not self.exists or self.options() == other.options()))
 
 
+def _bad_mapping(**change):
+    item = {"container_id": "web-1", "container_ip": "10.246.0.3", "host_port": 31000, "container_port": 80}
+    item.update(change)
+    return [item]
+
+
+# The port_mapper module's options (contract.py). ``mappings`` is a list of dicts WITHOUT Ansible sub-options:
+# Ansible's per-item validation costs ~45 us a mapping (bench/port_mapper.py), so the core checks each item
+# (PortMapperSpec, naming ``mappings[i].<key>``); ``suboptions`` (not an argument_spec key) is what the
+# documentation lists.
+MAPPING_OPTIONS = {
+    "container_id": {"type": "str", "required": True, "bad": ["web 1", "c1\n"]},
+    "container_ip": {"type": "str", "required": True, "bad": ["10.246.0.300", "fe80::1%eth0", "10.246.0.3/24"]},
+    "host_port": {"type": "str", "required": True, "bad": ["31000,31002", "70000", "31009-31000"]},
+    "container_port": {"type": "str", "required": True, "bad": ["http", "0"]},
+    "protocol": {"type": "str", "choices": list(PROTOCOLS), "default": "tcp", "bad": ["icmp"]},
+    "host_ip": {"type": "str", "bad": ["0.0.0.0", "192.0.2.1:8080"]},
+}
+OPTIONS = {
+    "network": {"type": "str", "required": True, "bad": ["web net", "n" * 49]},
+    "chain": {"type": "str", "bad": ['HN-"web"', "1portmap", "map"]},
+    "mappings": {"type": "list", "elements": "dict", "suboptions": MAPPING_OPTIONS,
+                 "bad": [_bad_mapping(host_port="31000,31002"), _bad_mapping(container_ip="10.246.0.300"),
+                         _bad_mapping(container_ip="fe80::1%eth0")]},
+    "exclude_devices": {"type": "list", "elements": "str", "default": [], "bad": [["eth0:1"], ["docker+"]]},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present", "bad": ["removed"]},
+    "container_id": {"type": "str", "bad": ["web 1"]},
+    "exclusive": {"type": "bool", "default": False, "bad": ["maybe"]},
+    "hairpin": {"type": "bool", "default": True, "bad": ["maybe"]},
+    "localhost": {"type": "bool", "default": False, "bad": ["maybe"]},
+    "backend": {"type": "str", "choices": ["auto", "nftables", "iptables"], "default": "auto", "bad": ["pf"]},
+}
+
+
+def spec(params, host=True, planned=None):  # pylint: disable=unused-argument
+    """The validated PortMapperSpec of the module's parameters or a policy item (contract.py).
+
+    Validation reads nothing from the host, so ``host`` and ``planned`` change nothing here: which backend
+    a host uses (and so whether a default chain name is too long for iptables) is known only on the host,
+    in ``converge``.
+    """
+    return PortMapperSpec(**validate.params(OPTIONS, params))
+
+
 class PortMapperSpec:
     def __init__(self, network, mappings=None, chain=None, exclude_devices=None, state="present",
                  container_id=None, exclusive=False, hairpin=True, localhost=False, backend="auto",
@@ -237,33 +319,41 @@ class PortMapperSpec:
             raise ValidationError("network", "%r is not a network name (letters, digits and _.- , up to 48)"
                                   % (network,))
         self.network = network
-        given = chain
-        if chain is not None:
-            if not isinstance(chain, str) or not NAME_RE.match(chain) or len(chain) > CHAIN_MAX:
-                raise ValidationError("chain", "%r is not a chain name (letters, digits and _.- , up to %d "
-                                               "characters; no quotes, spaces or semicolons)" % (chain, CHAIN_MAX))
-        else:
-            chain = "HN-" + network  # the iptables backend checks its length (nftables has no such limit)
-        self.chain = chain
-        self.chain_given = given is not None
         if state not in ("present", "absent"):
             raise ValidationError("state", "%r is not one of present, absent" % (state,))
         self.state = state
         if backend not in ("auto", "nftables", "iptables"):
             raise ValidationError("backend", "%r is not one of auto, nftables, iptables" % (backend,))
         self.backend = backend
+        given = chain
+        if chain is not None:
+            if not isinstance(chain, str) or not NAME_RE.match(chain) or len(chain) > CHAIN_MAX:
+                raise ValidationError("chain", "%r is not a chain name (letters, digits and _.- , up to %d "
+                                               "characters; no quotes, spaces or semicolons)" % (chain, CHAIN_MAX))
+            if backend != "iptables" and (not chain[0].isalpha() or chain in NFT_KEYWORDS):
+                # a given chain also names the nftables table, and nft takes neither as a table name
+                raise ValidationError("chain", "%r cannot name an nftables table (%s); choose another chain name"
+                                      % (chain, "it starts with a digit" if not chain[0].isalpha()
+                                         else "it is an nft keyword"))
+        else:
+            chain = "HN-" + network
+            if backend == "iptables" and len(chain) > CHAIN_MAX:  # with auto, the backend the host uses decides
+                raise ValidationError("network", "the iptables chain %s is longer than %d characters; set a shorter "
+                                                 "chain" % (chain, CHAIN_MAX))
+        self.chain = chain
+        self.chain_given = given is not None
         self.exclude_devices = sorted(set(device_match("exclude_devices[%d]" % i, d)
-                                          for i, d in enumerate(exclude_devices or [])))
-        self.hairpin = bool(hairpin)
-        self.localhost = bool(localhost)
+                                          for i, d in enumerate(_list("exclude_devices", exclude_devices))))
+        self.hairpin = _bool("hairpin", hairpin)
+        self.localhost = _bool("localhost", localhost)
         self.hairpin_prefix = check_hairpin_prefix("hairpin_prefix", hairpin_prefix)
         # the devices toward the containers, when the caller knows them (a CNI result lists them): route_localnet
         # is set there without a route lookup; None looks the routes up
         self.localhost_devices = None
         if localhost_devices is not None:
             self.localhost_devices = sorted(set(ifname("localhost_devices[%d]" % i, d)
-                                                for i, d in enumerate(localhost_devices)))
-        self.exclusive = bool(exclusive)
+                                                for i, d in enumerate(_list("localhost_devices", localhost_devices))))
+        self.exclusive = _bool("exclusive", exclusive)
         self.container_id = None
         if container_id is not None:
             self.container_id = check_container_id("container_id", container_id)
@@ -292,6 +382,20 @@ class PortMapperSpec:
                                           "earlier item" % (describe_key(key), owner[0]))
                 self.entries[key] = value
         _check_wildcard_overlaps(self.entries, "mappings")
+
+
+def _list(field, value):
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):  # a string would be read letter by letter
+        raise ValidationError(field, "%r is not a list" % (value,))
+    return value
+
+
+def _bool(field, value):
+    if not isinstance(value, bool):  # bool("no") is True
+        raise ValidationError(field, "%r is not a boolean (true or false)" % (value,))
+    return value
 
 
 def _check_wildcard_overlaps(entries, field, other=None, any_owner=False):

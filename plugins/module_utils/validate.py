@@ -114,3 +114,75 @@ def ip_address(field, value):
     except ValueError:
         raise ValidationError(field, "%r is not an IPv4 or IPv6 address" % (value,))
     return no_zone(field, addr)
+
+
+# Ansible's boolean spellings (ansible.module_utils.parsing.convert_bool), so that a policy value the
+# controller checks is taken exactly when the module's argument spec would take it.
+_TRUE = frozenset(("y", "yes", "on", "1", "true", "t"))
+_FALSE = frozenset(("n", "no", "off", "0", "false", "f"))
+
+
+def _typed(field, value, kind):
+    """``value`` converted as Ansible's argument spec converts an option of type ``kind``."""
+    if kind in ("str", "path"):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # Ansible converts (a templated number, a YAML name like 123)
+        raise ValidationError(field, "%r is not a string" % (value,))
+    if kind == "int":
+        if isinstance(value, int):
+            return value  # a bool too, as Ansible: the part refuses it itself, naming the field
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and re.match(r"^\s*[-+]?[0-9]+\s*\Z", value):
+            return int(value)  # a templated "{{ pid }}" arrives as text on the controller
+        raise ValidationError(field, "%r is not an integer" % (value,))
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (str, int, float)):
+            text = str(value).strip().lower()
+            if text in _TRUE or value == 1:
+                return True
+            if text in _FALSE or value == 0:
+                return False
+        raise ValidationError(field, "%r is not a boolean (true or false)" % (value,))
+    if kind == "dict":
+        if isinstance(value, dict):
+            return value
+        raise ValidationError(field, "%r is not a mapping" % (value,))
+    return value
+
+
+def params(options, given):
+    """The options of a part's schema from ``given`` (a module's parameters or a policy item), typed as
+    Ansible's argument spec types them, defaults filled in, choices checked; keys outside the schema are
+    left out. Each refusal names the field (``mappings[2]``)."""
+    out = {}
+    for name, option in options.items():
+        value = given.get(name)
+        if value is None:
+            value = option.get("default")
+            if isinstance(value, list):
+                value = list(value)
+        if value is None:
+            out[name] = None
+            continue
+        kind = option.get("type", "str")
+        if kind == "list":
+            if isinstance(value, str):
+                value = value.split(",")  # Ansible's comma-separated list
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = [str(value)]
+            elif not isinstance(value, list):
+                raise ValidationError(name, "must be a list")
+            elements = option.get("elements")
+            if elements:
+                value = [_typed("%s[%d]" % (name, i), item, elements) for i, item in enumerate(value)]
+        else:
+            value = _typed(name, value, kind)
+        if option.get("choices") is not None and value not in option["choices"]:
+            raise ValidationError(name, "%r is not one of %s" % (value, ", ".join(str(c) for c in option["choices"])))
+        out[name] = value
+    return out

@@ -63,6 +63,7 @@ options:
       - An existing symlink pointing at another namespace handle, or at a missing or empty handle in
         O(netns_dir), is replaced atomically; any other existing symlink or file is an error.
       - With O(state=absent), those of them that point at the handle are removed.
+      - Not C(/), nor inside C(/proc), C(/sys) or C(/dev), nor O(netns_dir) or a directory above it.
     type: list
     elements: path
     default: []
@@ -82,6 +83,7 @@ options:
       - Matching entries that are no namespace handle (files, symlinks, directories, other mounts) or whose
         namespace is in use are left alone and reported in RV(left_alone); other mounts are never unmounted.
       - The default matches the pid-named handles Mesos creates; handles of other tools are left alone.
+      - Checked to be a regular expression whatever O(state) is.
     type: str
     default: '^[0-9]+$'
   keep:
@@ -100,6 +102,11 @@ attributes:
 notes:
   - Removing a handle does not kill processes inside the namespace; the namespace itself disappears when
     its last process and its last handle are gone.
+  - Removing a namespace (O(state=absent), O(state=reconciled)) or re-pointing its handle to another process
+    (O(pid)) cannot be undone once it has landed; the old namespace is released. When the task runs inside a
+    larger unit (the C(hostnet.isolation.host_network) module) and a later part fails, what this task
+    created (a new namespace, its handle, symlinks, directories) is removed again, and a removed symlink or
+    empty placeholder file is put back; a removed namespace is reported as not restored.
 seealso:
   - module: hostnet.isolation.veth
 """
@@ -141,6 +148,24 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changes:
+  description: What the task did (or, in check mode, would do), one sentence per action, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create a network namespace with its handle at /var/run/netns/web",
+           "link /var/run/mesos/netns/web-container-1 -> /var/run/netns/web"]
+path:
+  description: Path of the handle, also in check mode and when nothing changes.
+  returned: when O(state) is V(present) or V(absent)
+  type: str
+  sample: /var/run/netns/web
+created:
+  description: Whether the task creates (in check mode, would create) a new, empty namespace at RV(path);
+    false when the namespace exists already or is adopted from O(pid).
+  returned: when O(state) is V(present) or V(absent)
+  type: bool
+  sample: true
 netns:
   description: The namespace as it is after the task (predicted in check mode); absent for O(state=reconciled).
   returned: when O(state) is V(present) or V(absent)
@@ -190,49 +215,27 @@ left_alone:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, netns
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
-from ansible_collections.hostnet.isolation.plugins.module_utils.netns import (
-    NetnsSpec, apply_netns, describe_netns, plan_netns)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str"),
-            state=dict(type="str", default="present", choices=["present", "absent", "reconciled"]),
-            netns_dir=dict(type="path", default="/var/run/netns"),
-            pid=dict(type="int"),
-            symlinks=dict(type="list", elements="path", default=[]),
-            symlink_dir=dict(type="path"),
-            handle_pattern=dict(type="str", default="^[0-9]+$"),
-            keep=dict(type="list", elements="str", default=[]),
-        ),
+        argument_spec=contract.argument_spec(netns.OPTIONS),
         required_if=[("state", "present", ["name"]), ("state", "absent", ["name"]),
                      ("state", "reconciled", ["symlink_dir"])],
         supports_check_mode=True,
     )
     try:
-        spec = NetnsSpec(**module.params)
-        plan = plan_netns(spec)
-        after = plan["after"]
-        if plan["actions"] and not module.check_mode:
-            apply_netns(plan)
-            if spec.state != "reconciled":
-                after = describe_netns(spec)
+        spec = netns.spec(contract.module_params(module.params, netns.OPTIONS))
+        result = netns.converge(spec, check_mode=module.check_mode)
     except HostnetError as exc:
         module.fail_json(msg=str(exc), field=exc.field, reason=exc.reason)
     except OSError as exc:
         module.fail_json(msg="netns: %s" % exc)
-
-    result = dict(changed=bool(plan["actions"]), actions=plan["actions"])
+    diff = result.pop("diff")
     if module._diff:
-        result["diff"] = dict(before=plan["before"], after=after)
-    if spec.state == "reconciled":
-        result["removed"] = [a["path"] for a in plan["actions"]]
-        result["left_alone"] = plan["left_alone"]
-    else:
-        result["netns"] = dict(name=spec.name, path=spec.handle, exists=after["live"],
-                               namespace_inode=after["namespace_inode"], symlinks=after["symlinks"])
+        result["diff"] = diff
     module.exit_json(**result)
 
 

@@ -40,13 +40,16 @@ options:
     description:
       - The group of mappings this task owns, typically one per container network. Names the nftables table
         (C(hostnet-pm-<network>)) or iptables chain (C(HN-<network>)) unless O(chain) is given.
-      - Letters, digits and C(_.-).
+      - Letters, digits and C(_.-), up to 48 characters. With O(backend=iptables) and no O(chain), C(HN-<network>)
+        must fit in 23 characters.
     type: str
     required: true
   chain:
     description:
       - Name of the iptables chain (and the nftables table) instead of the default, as C(chain) in
         mesos-cni-port-mapper. At most 23 characters of letters, digits and C(_.-).
+      - Unless O(backend=iptables), it also names the nftables table, so it starts with a letter and is no nft
+        keyword (such as C(map) or C(counter)), which nft refuses as table names.
       - Renaming moves the network's mappings to the new name and removes the old chain or table in the same
         transaction (no leaked chains).
       - A chain or table of that name that this module did not create (one without its C(hostnet port_mapper)
@@ -85,7 +88,10 @@ options:
         choices: [tcp, udp, sctp]
         default: tcp
       host_ip:
-        description: Only DNAT traffic to this local address of the host (by default, any local address).
+        description:
+          - Only DNAT traffic to this local address of the host (by default, any local address).
+          - Not C(0.0.0.0), C(::) or a multicast address (no packet arrives addressed to one); leave it out for
+            any address.
         type: str
   exclude_devices:
     description:
@@ -146,6 +152,9 @@ attributes:
     support: full
 notes:
   - The rules apply in the network namespace the module runs in (the host's).
+  - When the task runs inside a larger unit (the C(hostnet.isolation.host_network) module) and a later part
+    fails, the network's tables or chains are put back as they were before this task, and the
+    C(route_localnet) values it set are restored. Deleted conntrack entries are not brought back.
   - On iptables, IPv4 and IPv6 are two transactions (iptables has none across families). A failure of the
     second puts the first back; a run killed between them leaves the IPv6 rules one version behind until the
     next run, which converges both. The nftables backend holds both families in one table and one transaction.
@@ -202,6 +211,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changes:
+  description:
+    - What the task changed (or, in check mode, would change), one sentence each, in order; empty when nothing
+      changes. More than 100 added or removed mappings are summarised by their number (RV(added) and
+      RV(removed) list them all).
+    - In check mode with O(localhost), a sentence also says when devices the run creates first may carry the
+      routes to the containers (check mode cannot name them before they exist).
+  returned: always
+  type: list
+  elements: str
+  sample: ["create the nftables table inet hostnet-pm-bridge0 for network bridge0",
+           "add mapping tcp *:8080 -> 10.88.0.2:80  container_id=web-1"]
 backend:
   description: The backend used.
   returned: always
@@ -263,32 +284,17 @@ stale_chains_removed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, port_mapper, portmap
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
-from ansible_collections.hostnet.isolation.plugins.module_utils.port_mapper import converge_port_mapper
-from ansible_collections.hostnet.isolation.plugins.module_utils.portmap import PortMapperSpec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            network=dict(type="str", required=True),
-            chain=dict(type="str"),
-            # Each item is validated by the core (PortMapperSpec), field by field with the item's index in
-            # the message; not repeating that in Ansible's generic validation saves ~45 us per mapping.
-            mappings=dict(type="list", elements="dict"),
-            exclude_devices=dict(type="list", elements="str", default=[]),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            container_id=dict(type="str"),
-            exclusive=dict(type="bool", default=False),
-            hairpin=dict(type="bool", default=True),
-            localhost=dict(type="bool", default=False),
-            backend=dict(type="str", default="auto", choices=["auto", "nftables", "iptables"]),
-        ),
-        supports_check_mode=True,
-    )
+    # ``mappings`` has no Ansible sub-options: the core checks each item, field by field with the item's
+    # index in the message; not repeating that in Ansible's generic validation saves ~45 us per mapping.
+    module = AnsibleModule(argument_spec=contract.argument_spec(portmap.OPTIONS), supports_check_mode=True)
     try:
-        spec = PortMapperSpec(**module.params)
-        result = converge_port_mapper(spec, check_mode=module.check_mode)
+        spec = portmap.spec(contract.module_params(module.params, portmap.OPTIONS))
+        result = port_mapper.converge(spec, check_mode=module.check_mode)
     except HostnetError as exc:
         module.fail_json(msg="port_mapper: %s" % exc, field=exc.field, reason=exc.reason)
     except OSError as exc:

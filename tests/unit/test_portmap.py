@@ -128,3 +128,66 @@ def test_trailing_newlines_are_not_names(kwargs, field):
     with pytest.raises(ValidationError) as err:
         PortMapperSpec(**kwargs)
     assert err.value.field == field
+
+
+# -- the contract: spec() refuses on the controller what the host's backend would refuse later ----------------
+
+def _spec(**params):
+    from module_utils import portmap
+    return portmap.spec(dict({"network": "web", "mappings": [m("web-1", "10.246.0.3", 31000, 80)]}, **params),
+                        host=False)
+
+
+@pytest.mark.parametrize("params,field", [
+    # nft refuses a table name that starts with a digit or is one of its keywords ("unexpected map"), and a given
+    # chain names the table: these passed every check and failed in `nft -f` on the host
+    ({"chain": "1portmap"}, "chain"), ({"chain": "map"}, "chain"), ({"chain": "counter", "backend": "auto"}, "chain"),
+    # with the iptables backend asked for, the default chain HN-<network> must fit iptables' limit
+    ({"network": "n" * 21, "backend": "iptables"}, "network"),
+    # a wildcard host address matches no packet: DNAT to "0.0.0.0" was a silent no-op
+    ({"mappings": [m("web-1", "10.246.0.3", 31000, 80, host_ip="0.0.0.0")]}, "mappings[0].host_ip"),
+    ({"mappings": [m("web-1", "fd00::3", 31000, 80, host_ip="ff02::1")]}, "mappings[0].host_ip"),
+    # ipaddress takes an integer as an address: 167772161 was mapped to 10.0.0.1
+    ({"mappings": [m("web-1", 167772161, 31000, 80)]}, "mappings[0].container_ip"),
+    # non-ASCII digits: int() reads them, nothing else in the chain does
+    ({"mappings": [m("web-1", "10.246.0.3", "\u0663\u0661\u0660\u0660\u0660", 80)]}, "mappings[0].host_port"),
+    ({"hairpin": "maybe"}, "hairpin"), ({"exclusive": "x"}, "exclusive"), ({"localhost": [True]}, "localhost"),
+    ({"exclude_devices": {"eth0": 1}}, "exclude_devices"),
+    ({"mappings": ["web-1:10.246.0.3:31000:80"]}, "mappings[0]"),
+    ({"container_id": "web-1", "state": "absent"}, "container_id"),  # with mappings: one or the other
+    ({"exclusive": True, "state": "absent", "mappings": None}, "exclusive"),
+])
+def test_spec_refuses_what_the_host_would_refuse_naming_the_field(params, field):
+    with pytest.raises(ValidationError) as err:
+        _spec(**params)
+    assert err.value.field == field
+
+
+def test_every_bad_value_of_the_schema_is_refused_naming_its_field():
+    from module_utils import portmap
+    for name, option in portmap.OPTIONS.items():
+        for bad in option["bad"]:
+            with pytest.raises(ValidationError) as err:
+                _spec(**{name: bad})
+            assert err.value.field.split("[")[0] == name, (name, bad, err.value)
+    for name, option in portmap.MAPPING_OPTIONS.items():
+        for bad in option["bad"]:
+            with pytest.raises(ValidationError) as err:
+                _spec(mappings=[dict(m("web-1", "10.246.0.3", 31000, 80), **{name: bad})])
+            assert err.value.field == "mappings[0].%s" % name, (name, bad, err.value)
+
+
+def test_spec_takes_values_as_ansibles_argument_spec_converts_them():
+    # the controller sees the policy's raw values; the module sees them converted by Ansible: the same outcome
+    spec = _spec(hairpin="no", exclusive="yes", exclude_devices="docker0,eth1", chain="HN-web")
+    assert (spec.hairpin, spec.exclusive, spec.exclude_devices) == (False, True, ["docker0", "eth1"])
+    assert _spec(network=1234).network == "1234"
+    # the same chain is fine for the iptables backend, which has no keywords
+    assert _spec(chain="map", backend="iptables").chain == "map"
+    assert _spec(mappings=None, state="absent").mappings_given is False
+
+
+def test_a_string_where_a_list_belongs_is_not_read_letter_by_letter():
+    with pytest.raises(ValidationError) as err:
+        PortMapperSpec("web", exclude_devices="eth0")
+    assert err.value.field == "exclude_devices"

@@ -57,3 +57,17 @@ def test_link_local_and_newline_inputs_are_rejected():
         validate.cidr_list("addresses", ["fe80::1/64"])
     with pytest.raises(ValidationError, match="not a MAC"):
         validate.mac("mac", "02:00:00:00:00:01\n")
+
+
+def test_params_types_values_as_ansibles_argument_spec_does():
+    from module_utils.validate import params
+    options = {"n": {"type": "int"}, "b": {"type": "bool", "default": True}, "l": {"type": "list", "elements": "str",
+               "default": []}, "s": {"type": "str", "choices": ["a", "b"], "default": "a"}}
+    assert params(options, {"n": " 42 ", "b": "off", "l": "x,y", "extra": 1}) == {"n": 42, "b": False,
+                                                                                  "l": ["x", "y"], "s": "a"}
+    assert params(options, {"n": 7.0, "l": [1, "z"]}) == {"n": 7, "b": True, "l": ["1", "z"], "s": "a"}
+    for given, field in (({"n": "4.5"}, "n"), ({"b": "maybe"}, "b"), ({"b": 2}, "b"), ({"l": {"a": 1}}, "l"),
+                         ({"l": [["x"]]}, "l[0]"), ({"s": "c"}, "s")):
+        with pytest.raises(ValidationError) as err:
+            params(options, given)
+        assert err.value.field == field

@@ -58,7 +58,7 @@ def tree(spec, described, fallback, path, sub_key):
         theirs = (fallback or {}).get(name) or {}
         entry = {"description": _description(path + [name], mine, theirs)}
         for key in DOC_KEYS:
-            if key in option and not (key == "required" and not option[key]):
+            if key in option and option[key] is not None and not (key == "required" and not option[key]):
                 entry[key] = option[key]
         if "options" in option:
             section = path[-1] if path else None
@@ -87,9 +87,12 @@ def generated_role_spec(current):
     return {"argument_specs": {"main": main, "validate": main}}
 
 
-class _NoAliases(yaml.SafeDumper):
+class _NoAliases(yaml.SafeDumper):  # pylint: disable=too-many-ancestors
     def ignore_aliases(self, data):
         return True
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)  # lists indented under their key, as yamllint wants
 
 
 def dump(data):

@@ -34,13 +34,14 @@ def _plain(value):
 
 
 def coerced(value, host="(this host)"):
-    """The policy as the host_network module receives it: Ansible's own checks and conversions of
-    its argument spec (built from the parts' schemas), so the controller and the host see the same values."""
-    value = _plain(value)
+    """The policy as the host_network module receives it: Ansible's own checks and conversions of its
+    argument spec (built from the parts' schemas), so the controller and the host see the same values."""
     if not isinstance(value, dict):
         return value  # core.check names the problem
     result = ArgumentSpecValidator(host_network.policy_options()).validate(value)
     if result.error_messages:
+        # the core's own check names the item and field (Ansible's words name only the section)
+        core.check(str(host), value)
         raise AnsibleFilterError("host %s: invalid network policy (%d problem%s):\n  %s" % (
             host, len(result.error_messages), "" if len(result.error_messages) == 1 else "s",
             "\n  ".join(m.replace("found in", "in host_network_policy.") for m in result.error_messages)))
@@ -50,7 +51,7 @@ def coerced(value, host="(this host)"):
 def network_policy(value, host="(this host)"):
     """The checked, normalised policy, or a failure naming every bad field (the module's own check)."""
     try:
-        return core.check(str(host), coerced(value, host))
+        return core.check(str(host), coerced(_plain(value), host))
     except ValidationError as exc:
         raise AnsibleFilterError(str(exc)) from None
 

@@ -47,13 +47,16 @@ SECTION_EXTRA = {
     "port_mappers": {"mappings": {"type": "list", "elements": "dict", "default": []}},
 }
 SECTION_DROP = {
-    "namespaces": ("state",),
+    "namespaces": ("state", "symlink_dir", "handle_pattern", "keep"),  # the module's reconcile mode
     "veths": ("state",),
     "qdiscs": ("state",),
     "redirects": ("state",),
     "ephemeral_ports": ("state", "agent_ports"),
     "port_mappers": ("state", "container_id", "exclusive"),
 }
+# What names an item of each section (required there; the rest is checked by the part).
+IDENTITY = {"namespaces": ("name",), "veths": ("name", "peer"), "qdiscs": ("device", "kind"),
+            "redirects": ("veth",), "ephemeral_ports": ("container",), "port_mappers": ("network",)}
 POLICY_OPTIONS = {
     "agent_ports": {"type": "raw"},
     "tasks": {"type": "list", "elements": "dict", "default": [], "options": {
@@ -80,9 +83,9 @@ def policy_options():
     for section, part, _name in PARTS:
         options = contract.argument_spec(part.OPTIONS, drop=SECTION_DROP.get(section, ()))
         for name, option in options.items():
-            if option.get("required") and name not in ("name", "peer", "device", "kind", "veth", "container",
-                                                        "network"):
-                option.pop("required")
+            option.pop("required", None)
+            if name in IDENTITY.get(section, ()):
+                option["required"] = True
         options.update(SECTION_EXTRA.get(section, {}))
         out[section] = {"type": "list", "elements": "dict", "default": [], "options": options}
     return out

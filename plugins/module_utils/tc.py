@@ -83,7 +83,7 @@ OPTIONS = {
     "netns_pid": {"type": "int", "bad": [0, -1, "init"]},
     "netns_dir": {"type": "path", "default": nsutil.DEFAULT_NETNS_DIR, "bad": ["run/netns"]},
     "rate": {"type": "str", "bad": ["10 lightyears", "10mbit/s", "40gbit"]},
-    "rate_per_cpu": {"type": "str", "bad": ["5 mbit per cpu", "0"]},
+    "rate_per_cpu": {"type": "str", "bad": ["5 mbit per cpu", "0"], "bad_with": {"rate": None, "cpus": 2}},
     "cpus": {"type": "float", "bad": [0, -2, "two"]},
     "min_rate": {"type": "str", "bad": ["1 mbit", "-1"]},
     "max_rate": {"type": "str", "bad": ["1gb/s", "fast"]},

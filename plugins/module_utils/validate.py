@@ -182,7 +182,10 @@ def params(options, given):
                 value = [_typed("%s[%d]" % (name, i), item, elements) for i, item in enumerate(value)]
         else:
             value = _typed(name, value, kind)
-        if option.get("choices") is not None and value not in option["choices"]:
-            raise ValidationError(name, "%r is not one of %s" % (value, ", ".join(str(c) for c in option["choices"])))
+        choices = option.get("choices")
+        for index, item in enumerate(value if kind == "list" else [value]):
+            if choices is not None and item not in choices:
+                raise ValidationError(name if kind != "list" else "%s[%d]" % (name, index),
+                                      "%r is not one of %s" % (item, ", ".join(str(c) for c in choices)))
         out[name] = value
     return out

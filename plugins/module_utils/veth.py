@@ -28,7 +28,7 @@ OPTIONS = {
     "netns": {"type": "str", "bad": ["../web", "web/1"]},
     "netns_pid": {"type": "int", "bad": [0, -1, "x"]},
     "peer_netns": {"type": "str", "bad": ["web/../x", ".hidden/x"]},
-    "peer_netns_pid": {"type": "int", "bad": [-5, "x"]},
+    "peer_netns_pid": {"type": "int", "bad": [-5, "x"], "bad_with": {"peer_netns": None}},
     "netns_dir": {"type": "path", "default": nsutil.DEFAULT_NETNS_DIR, "bad": ["run/netns"]},
     "mtu": {"type": "int", "bad": [70000, 67, "big"]},
     "mac": {"type": "str", "bad": ["02:00:00:00:00", "01:00:5e:00:00:01", "zz:00:00:00:00:01"]},
@@ -42,7 +42,7 @@ OPTIONS = {
 
 def spec(params, host=True, planned=None):
     """The validated spec (contract.py): ``host=False`` checks everything that needs no host I/O."""
-    return VethSpec(host=host, planned=planned, **params)
+    return VethSpec(host=host, planned=planned, **validate.params(OPTIONS, params))
 
 
 def _netns_path(field, name, pid, netns_dir, host, planned):

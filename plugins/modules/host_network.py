@@ -55,6 +55,451 @@ options:
     type: dict
     required: true
 # BEGIN GENERATED policy suboptions (tools/policy_docs.py writes them from the parts' schemas)
+    suboptions:
+      agent_ports:
+        description:
+          - 'The ports the agent hands to tasks, as V(31000-32000): task ports, mapped host ports and redirected ports must
+            lie inside, ephemeral ranges outside.'
+        type: raw
+      tasks:
+        description:
+          - The tasks on this host and the ports each is assigned (no two may overlap).
+          - A task with O(host_network_policy.tasks[].cgroup) or O(host_network_policy.tasks[].systemd_unit) is watched by the
+            ports watcher.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          name:
+            description:
+              - The task's name.
+            type: str
+            required: true
+          ports:
+            description:
+              - Its ports, as V(31000-31009,31100).
+            type: raw
+          cgroup:
+            description:
+              - Its cgroup (relative to the cgroup v2 root), for the watcher.
+            type: str
+          systemd_unit:
+            description:
+              - Or its systemd unit, for the watcher.
+            type: str
+      watcher:
+        description:
+          - The ports watcher (role P(hostnet.isolation.ports_watcher#role)), given the watched tasks.
+        type: dict
+        default: {}
+        suboptions:
+          enabled:
+            description:
+              - 'Run the watcher; default: when some task has a cgroup or systemd_unit.'
+            type: bool
+          mode:
+            description:
+              - V(audit) logs, V(enforce) kills, V(prevent) refuses the bind.
+            type: str
+            default: audit
+            choices:
+              - audit
+              - enforce
+              - prevent
+          watch_interval:
+            description:
+              - Seconds between scans.
+            type: float
+            default: 30
+          include_udp:
+            description:
+              - Also check bound UDP sockets.
+            type: bool
+            default: false
+          check_agent_port_range_only:
+            description:
+              - Ignore listeners outside O(host_network_policy.agent_ports).
+            type: bool
+            default: false
+          isolated_port_range:
+            description:
+              - Check only listeners in this range.
+            type: str
+          metrics_listen:
+            description:
+              - Where the watcher serves Prometheus metrics.
+            type: str
+            default: 127.0.0.1:9613
+      namespaces:
+        description:
+          - Network namespaces (M(hostnet.isolation.netns)); one removed from the list is removed from the host.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          name:
+            description:
+              - Name of the namespace; the handle is O(netns_dir)/O(name).
+            type: str
+            required: true
+          netns_dir:
+            description:
+              - Directory that holds the handles. C(ip netns) uses C(/var/run/netns).
+            type: path
+            default: /var/run/netns
+          pid:
+            description:
+              - Adopt the network namespace of this process instead of creating a new one.
+            type: int
+          symlinks:
+            description:
+              - Absolute paths of symlinks that must point at the handle. Missing parent directories are created.
+            type: list
+            elements: path
+            default: []
+      veths:
+        description:
+          - Veth pairs (M(hostnet.isolation.veth)); name and peer are required.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          name:
+            description:
+              - Name of the host end (at most 15 characters).
+            type: str
+            required: true
+          peer:
+            description:
+              - Name of the other end, in O(peer_netns) (at most 15 characters). Required with O(state=present).
+            type: str
+            required: true
+          netns:
+            description:
+              - Namespace of the host end, by name (in O(netns_dir)) or absolute path of a handle. Default is the namespace
+                the module runs in.
+            type: str
+          netns_pid:
+            description:
+              - Namespace of the host end given as the pid of a process in it.
+            type: int
+          peer_netns:
+            description:
+              - Namespace of the peer end, by name (in O(netns_dir)) or absolute path of a handle (for example C(/proc/1234/ns/net)).
+                Default is the host end's namespace.
+            type: str
+          peer_netns_pid:
+            description:
+              - Namespace of the peer end given as the pid of a process in it (a container's init).
+            type: int
+          netns_dir:
+            description:
+              - Directory where namespace names are looked up.
+            type: path
+            default: /var/run/netns
+          mtu:
+            description:
+              - MTU of both ends (68-65535). Left as it is when omitted.
+            type: int
+          mac:
+            description:
+              - MAC address of the host end. Left as it is (kernel-chosen) when omitted.
+            type: str
+          peer_mac:
+            description:
+              - MAC address of the peer end. Left as it is (kernel-chosen) when omitted.
+            type: str
+          addresses:
+            description:
+              - Exact list of IPv4/IPv6 addresses with prefix length (CIDR) of the host end. Addresses not listed are removed
+                (IPv6 link-local addresses are left alone). Omit to leave addresses unmanaged; V([]) removes all.
+            type: list
+            elements: str
+          peer_addresses:
+            description:
+              - Exact list of addresses of the peer end, as for O(addresses).
+            type: list
+            elements: str
+          peer_gateway:
+            description:
+              - Default route inside the peer namespace via this IPv4 or IPv6 address, out of the peer end.
+            type: str
+          master:
+            description:
+              - Bridge (in the host end's namespace) that the host end is attached to.
+            type: str
+      qdiscs:
+        description:
+          - Root or ingress qdiscs (M(hostnet.isolation.qdisc)); one removed from the list goes back to the kernel's default.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          device:
+            description:
+              - The device (at most 15 characters), in O(netns).
+            type: str
+            required: true
+          kind:
+            description:
+              - The qdisc. V(htb), V(tbf), V(fq_codel), V(pfifo), V(cake) (shaping and AQM in one) and V(fq) (per-flow pacing)
+                are root qdiscs; V(ingress) is the ingress qdisc.
+            type: str
+            required: true
+            choices:
+              - htb
+              - tbf
+              - fq_codel
+              - pfifo
+              - cake
+              - fq
+              - ingress
+          netns:
+            description:
+              - Namespace of O(device), by name (in O(netns_dir)) or absolute path of a handle. Default is the namespace the
+                module runs in.
+            type: str
+          netns_pid:
+            description:
+              - Namespace of O(device) given as the pid of a process in it.
+            type: int
+          netns_dir:
+            description:
+              - Directory where namespace names are looked up.
+            type: path
+            default: /var/run/netns
+          rate:
+            description:
+              - The rate limit (V(htb), V(tbf)), as tc writes it - V(10mbit), V(1.5gbit), V(800kbit), V(125kbps) (bytes) - or
+                a bare number of bytes per second (unlike tc, where a bare number is bits).
+              - V(cake) - its bandwidth; V(fq) - the most one flow is paced to (tc's C(maxrate)). Both also take V(unlimited);
+                when omitted, a new one is unlimited and an existing one keeps its rate.
+            type: str
+          rate_per_cpu:
+            description:
+              - The rate for each of the container's O(cpus), like Mesos' C(--egress_rate_per_cpu); the limit is their product,
+                bounded by O(min_rate) and O(max_rate). Excludes O(rate).
+            type: str
+          cpus:
+            description:
+              - The container's CPU share (for example V(0.5) or V(4)), with O(rate_per_cpu).
+            type: float
+          min_rate:
+            description:
+              - Lower bound of the rate computed from O(rate_per_cpu) (or of O(rate)).
+            type: str
+          max_rate:
+            description:
+              - Upper bound of the rate computed from O(rate_per_cpu) (or of O(rate)).
+            type: str
+          ceil:
+            description:
+              - The most the htb class may borrow up to. Default is O(rate).
+            type: str
+          burst:
+            description:
+              - Bytes that may be sent at once above the rate (V(htb), V(tbf)), as V(32kb) (binary units, as tc) or a number
+                of bytes. Default is what the rate sends in 10 ms, at least 15140 bytes (ten full frames).
+            type: str
+          cburst:
+            description:
+              - Burst at O(ceil) for the htb class. Default is O(burst).
+            type: str
+          latency:
+            description:
+              - The longest a packet may wait in the V(tbf) queue, as V(50ms); sets the queue's byte limit to rate x latency
+                + burst. Default V(50ms).
+            type: str
+          leaf:
+            description:
+              - The qdisc under the htb class - V(fq_codel) for bloat reduction (as Mesos), V(pfifo), or V(none) (the kernel's
+                built-in queue).
+            type: str
+            choices:
+              - fq_codel
+              - pfifo
+              - none
+          flows:
+            description:
+              - fq_codel - number of flow queues (1-65536). Kernel default (1024) when omitted. The kernel cannot change it
+                on an existing fq_codel, so a different value replaces the qdisc.
+            type: int
+          target:
+            description:
+              - fq_codel, cake - acceptable standing queue delay, as V(5ms). Kernel default (5 ms) when omitted.
+            type: str
+          interval:
+            description:
+              - fq_codel, cake (its C(rtt)) - the sliding window for O(target), as V(100ms). Kernel default (100 ms) when omitted.
+            type: str
+          ecn:
+            description:
+              - fq_codel - mark packets with ECN instead of dropping them. Kernel default (on) when omitted.
+            type: bool
+          limit:
+            description:
+              - Queue length in packets of V(fq_codel), V(pfifo) (alone or as the htb leaf) or V(fq). When omitted, a new qdisc
+                gets the kernel's default (for pfifo, the device's txqueuelen) and an existing one keeps its limit.
+            type: int
+      redirects:
+        description:
+          - Port-range redirects without NAT (M(hostnet.isolation.port_redirect)).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          veth:
+            description:
+              - The host end of the container's veth pair, in O(netns) (at most 15 characters).
+            type: str
+            required: true
+          ports:
+            description:
+              - 'Ports to redirect; default: the ports of O(host_network_policy.redirects[].task).'
+            type: raw
+          devices:
+            description:
+              - Host devices whose incoming packets are redirected (for example V([eth0])). The first one also carries the container's
+                outgoing packets.
+            type: list
+            elements: str
+            default:
+              - eth0
+          protocols:
+            description:
+              - Transport protocols redirected.
+            type: list
+            elements: str
+            default:
+              - tcp
+              - udp
+            choices:
+              - tcp
+              - udp
+          address:
+            description:
+              - Only redirect packets addressed to this IPv4 address (the host's address on O(devices)). By default the destination
+                address is not matched.
+            type: str
+          netns:
+            description:
+              - Namespace of O(devices) and O(veth), by name (in O(netns_dir)) or absolute path of a handle. Default is the
+                namespace the module runs in (the host's).
+            type: str
+          netns_pid:
+            description:
+              - Namespace of O(devices) and O(veth) given as the pid of a process in it.
+            type: int
+          netns_dir:
+            description:
+              - Directory where namespace names are looked up.
+            type: path
+            default: /var/run/netns
+          task:
+            description:
+              - The task (in O(host_network_policy.tasks)) whose ports these are.
+            type: str
+      ephemeral_ports:
+        description:
+          - Ephemeral port ranges of containers (M(hostnet.isolation.ephemeral_ports)); the agent's range is always avoided.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          container:
+            description:
+              - The container's id; the key of its allocation in O(state_file).
+            type: str
+            required: true
+          netns:
+            description:
+              - The container's network namespace, by name (in O(netns_dir)) or absolute path of a handle. Required (or O(netns_pid))
+                with O(state=present).
+            type: str
+          netns_pid:
+            description:
+              - The container's network namespace given as the pid of a process in it.
+            type: int
+          netns_dir:
+            description:
+              - Directory where namespace names are looked up.
+            type: path
+            default: /var/run/netns
+          size:
+            description:
+              - Ports in the range, a power of two from 8 to 32768 (Mesos' C(--ephemeral_ports_per_container)).
+            type: int
+            default: 1024
+          range:
+            description:
+              - Ask for this exact range instead (for example V(40960-41983)). It must hold a power-of-two number of ports,
+                start at a multiple of that number, and be free.
+            type: str
+          pool:
+            description:
+              - Where ranges may come from, as V(32768-65535). Ports below 1024 are always excluded.
+            type: raw
+            default: 1024-65535
+          state_file:
+            description:
+              - Where allocations are kept. The default lives under C(/run), so allocations survive reruns and daemon restarts
+                but not a reboot (which also ends every container).
+            type: path
+            default: /run/hostnet/ephemeral-ports.json
+      port_mappers:
+        description:
+          - 'Port mapper networks (M(hostnet.isolation.port_mapper)); each is exclusive: mappings not listed are removed, and
+            a network removed from the list is removed.'
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          network:
+            description:
+              - The group of mappings this task owns, typically one per container network. Names the nftables table (C(hostnet-pm-<network>))
+                or iptables chain (C(HN-<network>)) unless O(chain) is given.
+            type: str
+            required: true
+          chain:
+            description:
+              - Name of the iptables chain (and the nftables table) instead of the default, as C(chain) in mesos-cni-port-mapper.
+                At most 23 characters of letters, digits and C(_.-).
+            type: str
+          mappings:
+            description:
+              - The mappings. With O(state=present) they are added (or corrected); with O(exclusive=true) they are the network's
+                whole set. With O(state=absent) the listed ones are removed; an empty list removes nothing (only leaving O(mappings)
+                out, with no O(container_id), removes the whole network).
+            type: list
+            elements: dict
+            default: []
+          exclude_devices:
+            description:
+              - Traffic arriving on these devices is not DNATed (every listed device, not only the last).
+            type: list
+            elements: str
+            default: []
+          hairpin:
+            description:
+              - Let a container reach its own mapped host port (masquerade traffic from a container to itself).
+            type: bool
+            default: true
+          localhost:
+            description:
+              - Let clients on the host reach mapped ports at C(127.0.0.1) (IPv4 only; C(::1) cannot leave the host).
+            type: bool
+            default: false
+          backend:
+            description:
+              - V(nftables), V(iptables), or V(auto) to follow what the host already uses without mixing legacy and nft rules;
+                iptables-legacy if legacy tables are loaded, the network's existing table, iptables-nft if the host's rules
+                are iptables-nft tables, else nftables.
+            type: str
+            default: auto
+            choices:
+              - auto
+              - nftables
+              - iptables
 # END GENERATED
 extends_documentation_fragment:
   - hostnet.isolation.attributes

@@ -81,18 +81,40 @@ def test_converge_then_nothing_changes_and_traffic_reaches_the_mapped_task(box):
     assert_same(snap, box.snapshot(), "host after the no-op runs")
 
 
-def test_check_mode_on_a_fresh_host_reports_the_work_and_changes_nothing(box):
+def module_result(results):
+    (result,) = [r for r in results if r["_task"].endswith("Converge the host to its network policy")]
+    return result
+
+
+def test_check_mode_on_a_fresh_host_says_exactly_what_the_real_run_then_does(box):
+    """Objects inside the namespaces and on the devices the run creates are planned too (issue #15)."""
     before = box.snapshot()
     rc, stats, results = converge(box, POLICY, check=True, diff=True)
     assert rc == 0, failures(results)
     assert_same(before, box.snapshot(), "host after a check-mode run")
-    changed = sorted(set(r["_task"].split(" : ")[-1] for r in results if r.get("changed")))
-    assert "Network namespaces" in changed and "Record what the role owns now" in changed
-    (waiting,) = [r for r in results if "Check mode - what would be set up" in r["_task"]]
-    report = "\n".join(waiting["msg"])
-    assert "veth veth-web <-> eth0: would be created once namespace web exists" in report
-    assert "qdisc htb on veth-web" in report and "redirect of 31016-31031 to veth-api" in report
-    assert "ephemeral ports of web" in report and "port mapper hn-test" in report
+    predicted = module_result(results)["changes"]
+    assert any(c.startswith("qdisc (veth-web): ") for c in predicted), predicted
+    assert any(c.startswith("port_redirect (veth-api): ") for c in predicted), predicted
+    assert any(c.startswith("ephemeral_ports (web): ") for c in predicted), predicted
+    rc, stats, results = converge(box, POLICY)
+    assert rc == 0, failures(results)
+    assert module_result(results)["changes"] == predicted
+
+
+def test_a_failure_in_a_late_part_leaves_the_host_as_it_was(box):
+    """A redirect from a device that is not there fails after namespaces, veths and qdiscs were made:
+    all of them are undone, and the error names the policy field (issue #15: no half-converged host)."""
+    failing = copy.deepcopy(POLICY)
+    failing["redirects"][0]["devices"] = ["hn-not-here"]
+    before = box.snapshot()
+    rc, _stats, results = converge(box, failing)
+    assert rc != 0
+    message = " ".join(failures(results))
+    assert "host_network_policy.redirects[0]" in message, message
+    assert_same(before, box.snapshot(), "host after a run that failed in its redirect step")
+    assert box.sh("ip netns list").stdout.split() == []
+    rc, _stats, results = converge(box, POLICY)
+    assert rc == 0, failures(results)
 
 
 def test_what_the_policy_drops_is_removed(box):
@@ -136,15 +158,18 @@ def test_a_bad_policy_fails_before_the_host_changes(box, mutate, field):
     assert_same(before, box.snapshot(), "host after a refused policy")
 
 
-def test_what_a_failed_run_created_is_removed_by_a_later_run(box):
-    """The record lists what a run is about to own before it creates anything (issue #17)."""
+def test_a_failed_run_leaves_nothing_and_a_later_run_converges(box):
+    """The veth step fails after the namespaces were created: they are removed again (issue #15)."""
     failing = copy.deepcopy(POLICY)
     failing["namespaces"].append({"name": "extra"})
     failing["veths"].append({"name": "veth-extra", "peer": "eth0", "peer_netns": "extra", "master": "no-such-br"})
+    before = box.snapshot()
     rc, _stats, results = converge(box, failing)
     assert rc != 0
-    assert [r["_task"].split(" : ")[-1] for r in results if r.get("failed")] == ["Veth pairs"], failures(results)
-    assert "extra" in box.sh("ip netns list").stdout.split()     # created before the veth step failed
+    assert [r["_task"].split(" : ")[-1] for r in results if r.get("failed")] == [
+        "Converge the host to its network policy"], failures(results)
+    assert "host_network_policy.veths[2].master" in " ".join(failures(results))
+    assert_same(before, box.snapshot(), "host after a run whose veth step failed")
     rc, _stats, results = converge(box, POLICY)
     assert rc == 0, failures(results)
     assert box.sh("ip netns list | cut -d' ' -f1 | sort").stdout.split() == ["api", "web"]
@@ -164,7 +189,7 @@ def test_a_damaged_record_stops_the_run_naming_it_and_moving_it_away_recovers(bo
     rc, _stats, results = converge(box, smaller)
     assert rc != 0
     message = " ".join(failures(results))
-    assert "host_network_record: /run/hostnet/host_network.json is not a record this role can read" in message
+    assert "record: /run/hostnet/host_network.json is not a record this module can read" in message
     assert "Nothing was changed" in message and "move the file away" in message, message
     assert_same(before, box.snapshot(), "a run with a damaged record")
     box.sh("rm /run/hostnet/host_network.json")  # the way out the message names

@@ -95,3 +95,25 @@ def test_every_part_keeps_the_contract():
         assert isinstance(part.OPTIONS, dict) and "state" in part.OPTIONS
         spec = contract.argument_spec(part.OPTIONS)
         assert all("bad" not in o for o in spec.values())
+
+
+@pytest.mark.parametrize("path, bad, field", [
+    (("port_mappers", 0, "mappings", 0, "host_port"), "31000,31002", "port_mappers[0].mappings[0].host_port"),
+    (("port_mappers", 0, "mappings", 0, "container_ip"), "10.246.0.300", "port_mappers[0].mappings[0].container_ip"),
+    (("veths", 0, "name"), "veth:web", "veths[0].name"),
+    (("veths", 0, "peer_addresses"), ["10.77.0.2/33"], "veths[0].peer_addresses"),
+    (("veths", 0, "mtu"), 70000, "veths[0].mtu"),
+    (("namespaces", 0, "symlinks"), ["run/mesos/netns/web"], "namespaces[0].symlinks"),
+    (("qdiscs", 0, "rate"), "10 lightyears", "qdiscs[0].rate"),
+    (("port_mappers", 0, "chain"), 'web"; flush ruleset; "', "port_mappers[0].chain"),
+])
+def test_the_values_that_passed_the_old_preflight_are_refused(path, bad, field):
+    """The issue's list: each passed the preflight and failed on the host after changing it."""
+    value = copy.deepcopy(BASE)
+    target = value
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = bad
+    with pytest.raises(AnsibleFilterError) as caught:
+        controller_check(value)
+    assert "host_network_policy.%s" % field in str(caught.value), str(caught.value)

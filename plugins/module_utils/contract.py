@@ -59,6 +59,7 @@ class Planned:
     def __init__(self):
         self.namespaces = set()
         self.devices = set()
+        self.routes = []  # (namespace path, ip network, device): the connected routes of addresses it adds
 
     @staticmethod
     def _key(path):
@@ -69,6 +70,18 @@ class Planned:
 
     def add_device(self, netns_path, ifname):
         self.devices.add((self._key(netns_path), ifname))
+
+    def add_route(self, netns_path, network, ifname):
+        self.routes.append((self._key(netns_path), network, ifname))
+
+    def route(self, netns_path, ip):
+        """The device of the most specific connected route this run adds toward ``ip`` (None: none)."""
+        best = None
+        for where, network, ifname in self.routes:
+            if where == self._key(netns_path) and network.version == ip.version and ip in network:
+                if best is None or network.prefixlen > best[0].prefixlen:
+                    best = (network, ifname)
+        return best[1] if best else None
 
     def netns(self, path):
         """Whether the namespace at ``path`` does not exist yet and this run creates it."""

@@ -111,6 +111,11 @@ def removal_params(section, item):
     return params
 
 
+_UNREADABLE = ("%s is not a record this module can read (%s). Nothing was changed. Check what it lists against the "
+               "policy, then move the file away to run again; what it listed and the policy no longer lists then "
+               "stays on the host")
+
+
 def read_record(path):
     """What the previous run owned ({} when there is no record); ValidationError when it cannot be read."""
     try:
@@ -121,12 +126,9 @@ def read_record(path):
             return {}
         raise ValidationError("record", "%s cannot be read: %s" % (path, exc))
     except ValueError as exc:
-        raise ValidationError("record", "%s is not a record this module can read (%s). Nothing was changed. Check "
-                                        "what it lists against the policy, then move the file away to run again; "
-                                        "what it listed and the policy no longer lists then stays on the host"
-                              % (path, exc))
+        raise ValidationError("record", _UNREADABLE % (path, exc))
     if not isinstance(record, dict):
-        raise ValidationError("record", "%s is not a record this module can read (not a JSON object)" % path)
+        raise ValidationError("record", _UNREADABLE % (path, "not a JSON object"))
     return record
 
 
@@ -196,9 +198,12 @@ def _note_created(step, spec, result, planned):
     """Check mode: what this step would create, for the steps after it."""
     if step.section == "namespaces" and result.get("changed") and result.get("created"):
         planned.add_netns(result.get("path"))
-    elif step.section == "veths" and result.get("created"):
-        planned.add_device(spec.netns, spec.name)
-        planned.add_device(spec.peer_netns, spec.peer)
+    elif step.section == "veths" and spec.state == "present":
+        if result.get("created"):
+            planned.add_device(spec.netns, spec.name)
+            planned.add_device(spec.peer_netns, spec.peer)
+        for address in spec.addresses or []:
+            planned.add_route(spec.netns, address.network, spec.name)
 
 
 def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=True):
@@ -209,8 +214,7 @@ def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=Tru
     try:
         removed = policy.removed(previous, owned)
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ValidationError("record", "%s is not a record this module can read (%s: %s). Nothing was changed."
-                                        % (record_path, type(exc).__name__, exc))
+        raise ValidationError("record", _UNREADABLE % (record_path, "%s: %s" % (type(exc).__name__, exc)))
     watched = bool(manage_watcher and plan["watcher"]["enabled"])
     record = dict(owned, watcher=watched)
     planned = contract.Planned()

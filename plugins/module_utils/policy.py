@@ -373,7 +373,8 @@ def check(host, policy):
     for section in ("namespaces", "veths", "qdiscs", "ephemeral_ports", "port_mappers"):
         out[section] = list(policy.get(section) or [])
     out["agent_ports"] = _text(agent) if agent is not None else None
-    out["watcher"] = dict({"enabled": bool(watched), "mode": "audit"}, **watcher)
+    out["watcher"] = dict({"enabled": bool(watched), "mode": "audit"},
+                          **dict((k, v) for k, v in watcher.items() if v is not None))
     out["watched_tasks"] = [dict((k, t[k]) for k in TASK_KEYS if t.get(k) not in (None, ""))
                             for t in watched] if out["watcher"]["enabled"] else []
     return out

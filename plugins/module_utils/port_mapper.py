@@ -13,6 +13,7 @@ __metaclass__ = type
 
 import contextlib
 import copy
+import ipaddress
 import os
 import re
 import time
@@ -204,6 +205,18 @@ def _route_localnet_plan(state, devices=None, check_mode=False, planned=NOTHING_
     unrouted = []
     with netlink.IPRoute() as ipr:
         for ip in ips:
+            device = planned.route(None, ipaddress.ip_address(ip)) if check_mode else None
+            if device is not None:  # check mode: the route an address this run adds makes
+                path = "/proc/sys/net/ipv4/conf/%s/route_localnet" % device
+                if not os.path.exists(path):  # a device the run creates starts with conf/default's value
+                    path_now = "/proc/sys/net/ipv4/conf/default/route_localnet"
+                else:
+                    path_now = path
+                with open(path_now) as f:
+                    current = f.read().strip()
+                if current != "1" and path not in [p for p, _old in plan]:
+                    plan.append((path, current))
+                continue
             try:
                 route = ipr.route("get", dst=ip)[0]
             except netlink.NetlinkError as exc:
@@ -219,7 +232,7 @@ def _route_localnet_plan(state, devices=None, check_mode=False, planned=NOTHING_
                 current = f.read().strip()
             if current != "1" and path not in [p for p, _old in plan]:
                 plan.append((path, current))
-    if new_devices and notes is not None:
+    if unrouted and notes is not None:
         notes.append("set route_localnet=1 on the devices the routes to the containers%s lead through when applied; "
                      "this run creates %s first, so check mode cannot name them all"
                      % (" (%s unrouted yet)" % ", ".join(unrouted) if unrouted else "", ", ".join(new_devices)))

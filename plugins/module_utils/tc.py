@@ -1006,7 +1006,7 @@ def statistics(state, spec_kind=None):
 
 def spec(params, host=True, planned=None):
     """The part's validated spec from the module's options (contract.py); ``host=False`` reads nothing."""
-    return QdiscSpec(host=host, planned=planned, **contract.module_params(params, OPTIONS))
+    return QdiscSpec(host=host, planned=planned, **validate.params(OPTIONS, params))
 
 
 # a veth's root as the veth part leaves it (up): the kernel's noqueue, no ingress (measured on 6.1 and 6.18)

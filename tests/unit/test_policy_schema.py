@@ -19,7 +19,12 @@ from ansible.errors import AnsibleFilterError
 
 from module_utils import contract, host_network, policy
 
+# The filter plugin as the controller runs it, on the very core modules imported above (a second copy of
+# the core would register its pyroute2 plugins twice).
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", ".build", "collections"))
+for _name, _module in list(sys.modules.items()):
+    if _name == "module_utils" or _name.startswith("module_utils."):
+        sys.modules["ansible_collections.hostnet.isolation.plugins." + _name] = _module
 from ansible_collections.hostnet.isolation.plugins.filter import policy as filters  # noqa: E402 pylint: disable=C0413
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")

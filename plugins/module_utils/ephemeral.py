@@ -111,13 +111,14 @@ class EphemeralSpec:
         free = portranges.difference(self.pool, portranges.normalize(list(self.agent_ports) + [(0, 1023)]))
         if self.requested is not None:
             if not portranges.contains(free, [self.requested]):
-                raise ValidationError("range", "%s overlaps %s" % (_fmt(self.requested), _why(self, self.requested,
-                                                                                            {}, None)))
+                why = _why(self, self.requested, {}, None)
+                raise ValidationError("range", "%s overlaps %s" % (_fmt(self.requested), why))
         elif _first_block(free, self.size) is None:
-            raise ValidationError("size", "no aligned block of %d ports fits in the pool %s minus the agent's ports "
-                                          "(%s): %s is left" % (self.size, portranges.format_set(self.pool),
-                                                                portranges.format_set(self.agent_ports) or "none",
-                                                                portranges.format_set(free) or "nothing"))
+            raise ValidationError("size", "no free aligned block of %d ports is left: the pool %s minus the agent's "
+                                          "ports (%s) and the privileged ones leaves %s"
+                                  % (self.size, portranges.format_set(self.pool),
+                                     portranges.format_set(self.agent_ports) or "none",
+                                     portranges.format_set(free) or "nothing"))
         if state == "absent":
             return  # the namespace (often gone by then) is not touched
         if self.netns is None:

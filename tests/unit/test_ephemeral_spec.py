@@ -22,8 +22,8 @@ def test_every_bad_value_is_refused_on_the_controller_naming_its_field(name, val
     # passed the constructor and were refused on the host, at allocation
     ({"range": "31744-32767"}, "range", "the agent's ports 31000-32000"),
     ({"range": "40960-41983", "pool": "1024-32767"}, "range", "outside the pool 1024-32767"),
-    ({"pool": "1024-4095", "size": 4096}, "size", "no aligned block of 4096 ports"),
-    ({"pool": "30000-33000", "size": 2048}, "size", "no aligned block of 2048 ports"),
+    ({"pool": "1024-4095", "size": 4096}, "size", "no free aligned block of 4096 ports"),
+    ({"pool": "30000-33000", "size": 2048}, "size", "no free aligned block of 2048 ports"),
     ({"netns_dir": "netns"}, "netns_dir", "not an absolute path"),
     ({"netns": None, "netns_pid": 0}, "netns_pid", "not a process id"),
     ({"state_file": "/run/hostnet/"}, "state_file", "not the absolute path of a file"),

@@ -63,7 +63,11 @@ class Planned:
 
     @staticmethod
     def _key(path):
-        return os.path.normpath(path) if path else None
+        """One spelling per path: /var/run/netns/x and /run/netns/x are one handle where /var/run -> /run."""
+        if not path:
+            return None
+        path = os.path.normpath(path)
+        return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
     def add_netns(self, path):
         self.namespaces.add(self._key(path))

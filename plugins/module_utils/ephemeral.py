@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 
-from . import contract, nsutil, portranges, rundir
+from . import contract, nsutil, portranges, rundir, validate
 from .transaction import Transaction
 from .errors import ValidationError
 
@@ -366,7 +366,7 @@ def converge(spec, check_mode=False, planned=None):
 def spec(params, host=True, planned=None):
     """The part's validated spec from the module's parameters (contract.py); the option ``range`` is
     the spec's ``requested``."""
-    args = contract.module_params(params, OPTIONS)
+    args = validate.params(OPTIONS, params)
     if "range" in args:
         args["requested"] = args.pop("range")
     return EphemeralSpec(host=host, planned=planned, **args)

@@ -522,4 +522,4 @@ def converge(spec, check_mode=False, planned=None):
 
 def spec(params, host=True, planned=None):
     """The part's validated spec from the module's parameters (contract.py)."""
-    return RedirectSpec(host=host, planned=planned, **contract.module_params(params, OPTIONS))
+    return RedirectSpec(host=host, planned=planned, **validate.params(OPTIONS, params))

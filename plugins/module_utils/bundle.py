@@ -246,7 +246,7 @@ def main(argv=None):
         sys.stderr.write("bundle.py: %s\n" % exc)
         return 1
     sys.stdout.write(json.dumps({"path": output, "changed": changed, "sha256": hashlib.sha256(data).hexdigest(),
-                                 "modules": closure(args.source, args.entry)}) + "\n")
+                                 "python": args.python, "modules": closure(args.source, args.entry)}) + "\n")
     return 0
 
 

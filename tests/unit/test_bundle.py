@@ -88,6 +88,7 @@ def test_an_unrelated_core_change_leaves_the_watcher_as_it_was(tmp_path):
     args = ("--entry", "watcher", "--name", "hostnet-ports-watcher", "--cache-dir", str(cache), "--source", str(core))
     first = cli(*args)
     assert first["changed"] and first["path"].startswith(str(cache / "hostnet-ports-watcher") + os.sep)
+    assert first["python"] == "/usr/bin/python3" and first["path"].endswith(os.sep + "hostnet-ports-watcher")
     with open(str(core / "portmap_nft.py"), "a") as f:
         f.write("\n# an unrelated change\n")
     again = cli(*args)

@@ -55,26 +55,22 @@ collection: venv
 	$(BIN)/ansible-galaxy collection install --force -p $(COLLECTIONS) $(TARBALL) >/dev/null
 	@echo "installed hostnet.isolation $(VERSION) into $(COLLECTIONS)"
 
-# The CNI plugin as one self-contained executable (a zipapp of the core) for the OS Python.
+# The CNI plugin and the ports watcher as one self-contained executable each (a zipapp of the entry
+# module and the core modules it imports, nothing else) for the OS Python, built by the builder the
+# roles use on the controller. Bytecode from the OS Python: a runtime calls the plugin for every
+# container, and compiling it each time would cost more than the work itself. The builder leaves an
+# unchanged file alone; touch tells make it is up to date.
+BUNDLE := /usr/bin/python3 plugins/module_utils/bundle.py --python /usr/bin/python3 --bytecode
 CNI_PLUGIN := $(BUILD)/cni/hostnet-cni-port-mapper
 $(CNI_PLUGIN): $(wildcard plugins/module_utils/*.py)
-	@rm -rf $(BUILD)/cni/src && mkdir -p $(BUILD)/cni/src/hostnet_core
-	@cp plugins/module_utils/*.py $(BUILD)/cni/src/hostnet_core/ && touch $(BUILD)/cni/src/hostnet_core/__init__.py
-	@printf 'import sys\nfrom hostnet_core.cni import main\nsys.exit(main())\n' > $(BUILD)/cni/src/__main__.py
-	@# bytecode beside the sources (zipimport reads name.pyc, not __pycache__): a runtime calls the plugin
-	@# for every container, and compiling the core each time would cost more than the work itself
-	/usr/bin/python3 -m compileall -q -b $(BUILD)/cni/src/hostnet_core
-	$(PYTHON) -m zipapp $(BUILD)/cni/src -p /usr/bin/python3 -o $@
+	$(BUNDLE) --entry cni --output $@ >/dev/null
+	@touch $@
 cni-plugin: $(CNI_PLUGIN)
 
-# The ports watcher daemon, built the same way (the role builds it on each host from the same core).
 WATCHER := $(BUILD)/watcher/hostnet-ports-watcher
 $(WATCHER): $(wildcard plugins/module_utils/*.py)
-	@rm -rf $(BUILD)/watcher/src && mkdir -p $(BUILD)/watcher/src/hostnet_core
-	@cp plugins/module_utils/*.py $(BUILD)/watcher/src/hostnet_core/ && touch $(BUILD)/watcher/src/hostnet_core/__init__.py
-	@printf 'import sys\nfrom hostnet_core.watcher import main\nsys.exit(main())\n' > $(BUILD)/watcher/src/__main__.py
-	/usr/bin/python3 -m compileall -q -b $(BUILD)/watcher/src/hostnet_core
-	$(PYTHON) -m zipapp $(BUILD)/watcher/src -p /usr/bin/python3 -o $@
+	$(BUNDLE) --entry watcher --output $@ >/dev/null
+	@touch $@
 watcher: $(WATCHER)
 
 # The sandbox fleet: systemd containers of the molecule image (built once, cached), reached with nsenter.

@@ -131,7 +131,8 @@ class Task:
 
     def __init__(self, data, field, source):
         if not isinstance(data, dict):
-            raise ValidationError(field, "a task is a mapping with name, cgroup (or systemd_unit) and ports")
+            raise ValidationError(field, "a task is a mapping with name, cgroup (or systemd_unit) and ports (a policy "
+                                         "file holds one task, or a list of them)")
         unknown = sorted(set(data) - {"name", "cgroup", "systemd_unit", "ports"}, key=str)
         if unknown:
             raise ValidationError("%s.%s" % (field, unknown[0]), "unknown key (use name, cgroup, systemd_unit, ports)")
@@ -316,7 +317,8 @@ def policy_files(config):
 
 
 def load_policy(config, own=None, files=None):
-    """Every task: the config's own list, then one file per task in policy_dir (sorted by name).
+    """Every task: the config's own list, then the files in policy_dir (sorted by name), each one task
+    (a mapping) or a list of tasks (the role writes all of its tasks into one file).
 
     ``own`` is the watcher's own cgroup relative to cgroup_root (None when it is not below it);
     ``files`` what policy_files found, which is what must be read (else PolicyChanging).
@@ -327,8 +329,11 @@ def load_policy(config, own=None, files=None):
     files = policy_files(config) if files is None else files
     for fname in sorted(files):
         path = os.path.join(config.policy_dir, fname)
-        data = read_file(path, path, follow=False, expect=files[fname])
-        entries.append((parse_document(data, path, path), path, path))
+        document = parse_document(read_file(path, path, follow=False, expect=files[fname]), path, path)
+        if isinstance(document, list):
+            entries.extend((data, "%s[%d]" % (path, i), path) for i, data in enumerate(document))
+        else:
+            entries.append((document, path, path))
     for data, field, source in entries:
         task = Task(data, field, source)
         if task.name in names:

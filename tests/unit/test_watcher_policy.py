@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the ports watcher may touch: task cgroup paths, nesting, and how policy files are read."""
 
+import json
 import os
 import posixpath
 import unicodedata
@@ -109,3 +110,31 @@ def test_parse_errors_give_a_position_never_the_text(name, text):
     with pytest.raises(ValidationError) as err:
         wp.parse_document(text.encode(), name, name)
     assert "hunter2" not in str(err.value) and "line" in str(err.value)
+
+
+def _config(policy_dir, tasks=()):
+    return wp.Config({"policy_dir": str(policy_dir), "tasks": list(tasks)})
+
+
+def test_a_policy_file_holds_one_task_or_a_list_of_them(policy_dir):
+    (policy_dir / "ansible.json").write_text(json.dumps([{"name": "a", "cgroup": "a", "ports": "31000"},
+                                                         {"name": "b", "systemd_unit": "b.service", "ports": []}]))
+    (policy_dir / "other.json").write_text('{"name": "c", "cgroup": "c", "ports": "31002"}')
+    (policy_dir / "empty.json").write_text("[]")
+    tasks = wp.load_policy(_config(policy_dir))
+    assert [(t.name, t.cgroup, t.systemd_unit, t.ports_text) for t in tasks] == [
+        ("a", "a", None, "31000"), ("b", None, "b.service", ""), ("c", "c", None, "31002")]
+    assert tasks[0].source == str(policy_dir / "ansible.json")  # what the watcher watches for changes
+
+
+@pytest.mark.parametrize("document,field,words", [
+    ([{"name": "a", "cgroup": "a", "ports": "31000"}, "b"], "ansible.json[1]", "a policy file holds one task"),
+    ([{"name": "a", "cgroup": "a", "ports": "31000"}, {"name": "a", "cgroup": "b", "ports": "1"}],
+     "ansible.json[1].name", "task 'a' is also defined in"),
+    ([{"name": "a", "cgroup": "a", "ports": "99999"}], "ansible.json[0].ports", "99999"),
+])
+def test_a_bad_task_in_a_list_is_refused_naming_its_index(policy_dir, document, field, words):
+    (policy_dir / "ansible.json").write_text(json.dumps(document))
+    with pytest.raises(ValidationError) as err:
+        wp.load_policy(_config(policy_dir))
+    assert err.value.field == str(policy_dir / field) and words in err.value.reason, err.value

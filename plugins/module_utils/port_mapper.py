@@ -373,8 +373,9 @@ def _sysctl_undo(done):
 
 
 def _where(backend, key):
-    return ("nftables table inet %s" % key) if backend.name == "nftables" else ("iptables chains %s, %s-POST"
-                                                                                  % (key, key))
+    if backend.name == "nftables":
+        return "nftables table inet %s" % key
+    return "iptables chains %s, %s-POST" % (key, key)
 
 
 def _sentences(spec, backend, own, before, after, stale, added, removed, sysctls, notes):
@@ -393,8 +394,8 @@ def _sentences(spec, backend, own, before, after, stale, added, removed, sysctls
         items = compact(entries)
         out += ["%s mapping %s" % (verb, mapping_line(item)) for item in items[:SENTENCES_MAX]]
         if len(items) > SENTENCES_MAX:
-            out.append("%s %d more mappings (listed in %sed)" % (verb, len(items) - SENTENCES_MAX,
-                                                                  "add" if verb == "add" else "remov"))
+            listed = "added" if verb == "add" else "removed"
+            out.append("%s %d more mappings (listed in %s)" % (verb, len(items) - SENTENCES_MAX, listed))
     out += ["set %s to 1 (was %s)" % (path, old) for path, old in sysctls]
     return out + notes
 

@@ -191,3 +191,16 @@ def test_a_string_where_a_list_belongs_is_not_read_letter_by_letter():
     with pytest.raises(ValidationError) as err:
         PortMapperSpec("web", exclude_devices="eth0")
     assert err.value.field == "exclude_devices"
+
+
+def test_changes_name_each_mapping_and_summarise_beyond_a_hundred():
+    from module_utils import port_mapper
+    spec = PortMapperSpec("web", mappings=[m("c%d" % i, "10.0.0.2", 10000 + i, 80) for i in range(150)])
+    after = NetworkState(exists=True, entries=spec.entries, hairpin=True)
+    backend = NftablesBackend("/bin/true")
+    added, removed, _unchanged = diff_entries(NetworkState(), after)
+    changes = port_mapper._sentences(spec, backend, "hostnet-pm-web", NetworkState(), after, [], added, removed, [],
+                                     [])
+    assert changes[0] == "create the nftables table inet hostnet-pm-web for network web"
+    assert changes[1] == "add mapping tcp *:10000 -> 10.0.0.2:80  container_id=c0"
+    assert changes[-1] == "add 50 more mappings (listed in added)" and len(changes) == 102

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: hostnet.isolation contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write the policy's documentation from the parts' schemas, or check that it is what they give.
@@ -10,8 +9,8 @@ Ansible validates ``host_network_policy`` with) and into the host_network module
 (which ansible-test checks against the module's argument spec). A description comes from the role's
 spec when it has one, otherwise from the part module's documentation of the option.
 
-    tools/policy_docs.py          # write both
-    tools/policy_docs.py --check  # exit 1, naming the file, when either is not what the schemas give
+    python3 tools/policy_docs.py          # write both
+    python3 tools/policy_docs.py --check  # exit 1, naming the file, when either is not what the schemas give
 """
 
 import ast

@@ -22,7 +22,8 @@ from . import rundir, transaction
 from .contract import NOTHING_PLANNED
 from .errors import ApplyError, ValidationError
 from .portmap import CHAIN_MAX, compact, desired_state, diff_entries, mapping_line, stale_udp_keys, NetworkState
-from .portmap import OPTIONS, spec  # noqa: F401  pylint: disable=unused-import  (the part's schema and spec, contract.py)
+# the part's schema and spec (contract.py) live beside PortMapperSpec
+from .portmap import OPTIONS, spec  # noqa: F401  pylint: disable=unused-import
 from .portmap_nft import NftablesBackend, table_name
 
 _IPTABLES_NFT_TABLES = ("filter", "nat", "mangle", "raw", "security")

@@ -91,7 +91,8 @@ def unit(field):
     except Exception as exc:
         _UNITS.pop()
         failed = txn.rollback()
-        reason = "%s; %s" % (exc, "rolled back everything this run had applied" if not failed
+        reason = "%s; %s" % (getattr(exc, "reason", None) or exc,
+                             "rolled back everything this run had applied" if not failed
                              else "rolled back with errors: " + "; ".join(failed))
         raise ApplyError(getattr(exc, "field", None) or field, reason) from exc
     _UNITS.pop()

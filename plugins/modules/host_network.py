@@ -12,8 +12,8 @@ short_description: Converge a host to its whole network policy in one call, as o
 version_added: 0.3.0
 description:
   - Takes the host's whole network policy (the C(host_network_policy) variable the P(hostnet.isolation.host_network#role)
-    role converges): network namespaces, veth pairs, qdiscs, port-range redirects, ephemeral port ranges and port
-    mapper networks. It checks all of it (the same check the role's preflight runs on the controller), reads the
+    role converges), that is network namespaces, veth pairs, qdiscs, port-range redirects, ephemeral port ranges and
+    port mapper networks. It checks all of it (the same check the role's preflight runs on the controller), reads the
     host once, and converges every part with the same code as the single-purpose modules
     (M(hostnet.isolation.netns), M(hostnet.isolation.veth), M(hostnet.isolation.qdisc),
     M(hostnet.isolation.port_redirect), M(hostnet.isolation.ephemeral_ports), M(hostnet.isolation.port_mapper)).

@@ -11,7 +11,9 @@
 Each size gets fresh sandbox hosts (systemd containers, tests/harness/sandbox.py; half `edge`, half
 `batch`, the demo's two policies). For each forks value: a fresh sandbox, the first converge,
 a no-op re-run, and the floor: a playbook with one `ping` task per host over the same connection,
-measured in the same run. Prints seconds, seconds per host, and the ratio to the floor.
+measured in the same run. Prints seconds, seconds per host, and the ratio to the floor, and the
+remote module runs per host of a no-op (one more no-op at -vvv, counting Ansible's "Using module
+file" lines, one per module run on a host, and dividing by the hosts).
 site.yml runs with `-e hostnet_serial=<--serial>` (default 100%: one batch, so forks decide how many
 hosts run at once; the sandbox inventory's own `hostnet_serial: 2` would cap that at two).
 """
@@ -33,6 +35,18 @@ PING = """- hosts: all
   tasks:
     - ansible.builtin.ping:
 """
+
+
+def module_runs(inventory, playbook, forks, hosts, extra=()):
+    """Remote module runs per host of one run of ``playbook`` (Ansible says "Using module file" for each)."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"),
+               ANSIBLE_FORKS=str(forks), ANSIBLE_NOCOLOR="1")
+    argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-vvv", "-i", inventory, playbook] + list(extra)
+    proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit("%s -vvv failed (%d)" % (playbook, proc.returncode))
+    return proc.stdout.count("Using module file") / float(hosts)
 
 
 def play(inventory, playbook, forks, extra=()):
@@ -64,8 +78,9 @@ def main():
         f.write(PING)
         ping = f.name
     print("site.yml with hostnet_serial=%s; floor: one ping task per host (forks as given)" % args.serial)
-    print("%5s %5s | %9s %9s | %9s %9s | %9s | %8s %8s" % (
-        "hosts", "forks", "first s", "s/host", "no-op s", "s/host", "ping s", "first/f", "no-op/f"))
+    print("%5s %5s | %9s %9s | %9s %9s | %9s | %8s %8s | %s" % (
+        "hosts", "forks", "first s", "s/host", "no-op s", "s/host", "ping s", "first/f", "no-op/f",
+        "no-op module runs/host"))
     try:
         for hosts in args.hosts:
             for forks in args.forks:
@@ -75,14 +90,15 @@ def main():
                     serial = ["-e", "hostnet_serial=%s" % args.serial]
                     first, changed_first = play(inventory, site, forks, serial)
                     noop, changed_noop = play(inventory, site, forks, serial)
+                    runs = module_runs(inventory, site, forks, hosts, serial)
                 finally:
                     sandbox.down(inventory)
                 if changed_first == 0 or changed_noop != 0:
                     raise SystemExit("unexpected: first run changed %d, no-op changed %d"
                                      % (changed_first, changed_noop))
-                print("%5d %5d | %9.1f %9.2f | %9.1f %9.2f | %9.2f | %7.1fx %7.1fx" % (
-                    hosts, forks, first, first / hosts, noop, noop / hosts, floor, first / floor, noop / floor),
-                    flush=True)
+                print("%5d %5d | %9.1f %9.2f | %9.1f %9.2f | %9.2f | %7.1fx %7.1fx | %.1f" % (
+                    hosts, forks, first, first / hosts, noop, noop / hosts, floor, first / floor, noop / floor,
+                    runs), flush=True)
     finally:
         os.unlink(ping)
     return 0

@@ -15,6 +15,7 @@ spec when it has one, otherwise from the part module's documentation of the opti
 
 import ast
 import os
+import re
 import sys
 
 import yaml
@@ -41,12 +42,26 @@ def module_doc(name):
     raise SystemExit("%s has no DOCUMENTATION" % path)
 
 
+_OPTION_RE = re.compile(r"O\(([^)]*)\)")
+
+
+def _markup(text, root):
+    """Option references that resolve where the text lands: ``root.<path>`` for the policy's own
+    options, code for a part module's option named out of its module's context."""
+    def one(match):
+        ref = match.group(1)
+        if ref.startswith("host_network_policy."):
+            return "O(%s.%s)" % (root, ref[len("host_network_policy."):])
+        return "C(%s)" % ref
+    return _OPTION_RE.sub(one, text)
+
+
 def _description(path, described, fallback):
     text = (described or {}).get("description") or (fallback or {}).get("description")
     if not text:
         raise SystemExit("%s: no description in %s nor in the part module's documentation"
                          % (".".join(path), os.path.relpath(ROLE_SPEC, REPO)))
-    return [text] if isinstance(text, str) else list(text)
+    return [_markup(t, path[0]) for t in ([text] if isinstance(text, str) else list(text))]
 
 
 def tree(spec, described, fallback, path, sub_key):

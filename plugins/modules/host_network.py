@@ -64,8 +64,7 @@ options:
       tasks:
         description:
           - The tasks on this host and the ports each is assigned (no two may overlap).
-          - A task with O(host_network_policy.tasks[].cgroup) or O(host_network_policy.tasks[].systemd_unit) is watched by the
-            ports watcher.
+          - A task with O(policy.tasks[].cgroup) or O(policy.tasks[].systemd_unit) is watched by the ports watcher.
         type: list
         elements: dict
         default: []
@@ -118,7 +117,7 @@ options:
             default: false
           check_agent_port_range_only:
             description:
-              - Ignore listeners outside O(host_network_policy.agent_ports).
+              - Ignore listeners outside O(policy.agent_ports).
             type: bool
             default: false
           isolated_port_range:
@@ -139,7 +138,7 @@ options:
         suboptions:
           name:
             description:
-              - Name of the namespace; the handle is O(netns_dir)/O(name).
+              - Name of the namespace; the handle is C(netns_dir)/C(name).
             type: str
             required: true
           netns_dir:
@@ -171,12 +170,12 @@ options:
             required: true
           peer:
             description:
-              - Name of the other end, in O(peer_netns) (at most 15 characters). Required with O(state=present).
+              - Name of the other end, in C(peer_netns) (at most 15 characters). Required with C(state=present).
             type: str
             required: true
           netns:
             description:
-              - Namespace of the host end, by name (in O(netns_dir)) or absolute path of a handle. Default is the namespace
+              - Namespace of the host end, by name (in C(netns_dir)) or absolute path of a handle. Default is the namespace
                 the module runs in.
             type: str
           netns_pid:
@@ -185,7 +184,7 @@ options:
             type: int
           peer_netns:
             description:
-              - Namespace of the peer end, by name (in O(netns_dir)) or absolute path of a handle (for example C(/proc/1234/ns/net)).
+              - Namespace of the peer end, by name (in C(netns_dir)) or absolute path of a handle (for example C(/proc/1234/ns/net)).
                 Default is the host end's namespace.
             type: str
           peer_netns_pid:
@@ -217,7 +216,7 @@ options:
             elements: str
           peer_addresses:
             description:
-              - Exact list of addresses of the peer end, as for O(addresses).
+              - Exact list of addresses of the peer end, as for C(addresses).
             type: list
             elements: str
           peer_gateway:
@@ -237,7 +236,7 @@ options:
         suboptions:
           device:
             description:
-              - The device (at most 15 characters), in O(netns).
+              - The device (at most 15 characters), in C(netns).
             type: str
             required: true
           kind:
@@ -256,12 +255,12 @@ options:
               - ingress
           netns:
             description:
-              - Namespace of O(device), by name (in O(netns_dir)) or absolute path of a handle. Default is the namespace the
+              - Namespace of C(device), by name (in C(netns_dir)) or absolute path of a handle. Default is the namespace the
                 module runs in.
             type: str
           netns_pid:
             description:
-              - Namespace of O(device) given as the pid of a process in it.
+              - Namespace of C(device) given as the pid of a process in it.
             type: int
           netns_dir:
             description:
@@ -277,24 +276,24 @@ options:
             type: str
           rate_per_cpu:
             description:
-              - The rate for each of the container's O(cpus), like Mesos' C(--egress_rate_per_cpu); the limit is their product,
-                bounded by O(min_rate) and O(max_rate). Excludes O(rate).
+              - The rate for each of the container's C(cpus), like Mesos' C(--egress_rate_per_cpu); the limit is their product,
+                bounded by C(min_rate) and C(max_rate). Excludes C(rate).
             type: str
           cpus:
             description:
-              - The container's CPU share (for example V(0.5) or V(4)), with O(rate_per_cpu).
+              - The container's CPU share (for example V(0.5) or V(4)), with C(rate_per_cpu).
             type: float
           min_rate:
             description:
-              - Lower bound of the rate computed from O(rate_per_cpu) (or of O(rate)).
+              - Lower bound of the rate computed from C(rate_per_cpu) (or of C(rate)).
             type: str
           max_rate:
             description:
-              - Upper bound of the rate computed from O(rate_per_cpu) (or of O(rate)).
+              - Upper bound of the rate computed from C(rate_per_cpu) (or of C(rate)).
             type: str
           ceil:
             description:
-              - The most the htb class may borrow up to. Default is O(rate).
+              - The most the htb class may borrow up to. Default is C(rate).
             type: str
           burst:
             description:
@@ -303,7 +302,7 @@ options:
             type: str
           cburst:
             description:
-              - Burst at O(ceil) for the htb class. Default is O(burst).
+              - Burst at C(ceil) for the htb class. Default is C(burst).
             type: str
           latency:
             description:
@@ -330,7 +329,7 @@ options:
             type: str
           interval:
             description:
-              - fq_codel, cake (its C(rtt)) - the sliding window for O(target), as V(100ms). Kernel default (100 ms) when omitted.
+              - fq_codel, cake (its C(rtt)) - the sliding window for C(target), as V(100ms). Kernel default (100 ms) when omitted.
             type: str
           ecn:
             description:
@@ -350,12 +349,12 @@ options:
         suboptions:
           veth:
             description:
-              - The host end of the container's veth pair, in O(netns) (at most 15 characters).
+              - The host end of the container's veth pair, in C(netns) (at most 15 characters).
             type: str
             required: true
           ports:
             description:
-              - 'Ports to redirect; default: the ports of O(host_network_policy.redirects[].task).'
+              - 'Ports to redirect; default: the ports of O(policy.redirects[].task).'
             type: raw
           devices:
             description:
@@ -378,17 +377,17 @@ options:
               - udp
           address:
             description:
-              - Only redirect packets addressed to this IPv4 address (the host's address on O(devices)). By default the destination
+              - Only redirect packets addressed to this IPv4 address (the host's address on C(devices)). By default the destination
                 address is not matched.
             type: str
           netns:
             description:
-              - Namespace of O(devices) and O(veth), by name (in O(netns_dir)) or absolute path of a handle. Default is the
+              - Namespace of C(devices) and C(veth), by name (in C(netns_dir)) or absolute path of a handle. Default is the
                 namespace the module runs in (the host's).
             type: str
           netns_pid:
             description:
-              - Namespace of O(devices) and O(veth) given as the pid of a process in it.
+              - Namespace of C(devices) and C(veth) given as the pid of a process in it.
             type: int
           netns_dir:
             description:
@@ -397,7 +396,7 @@ options:
             default: /var/run/netns
           task:
             description:
-              - The task (in O(host_network_policy.tasks)) whose ports these are.
+              - The task (in O(policy.tasks)) whose ports these are.
             type: str
       ephemeral_ports:
         description:
@@ -408,13 +407,13 @@ options:
         suboptions:
           container:
             description:
-              - The container's id; the key of its allocation in O(state_file).
+              - The container's id; the key of its allocation in C(state_file).
             type: str
             required: true
           netns:
             description:
-              - The container's network namespace, by name (in O(netns_dir)) or absolute path of a handle. Required (or O(netns_pid))
-                with O(state=present).
+              - The container's network namespace, by name (in C(netns_dir)) or absolute path of a handle. Required (or C(netns_pid))
+                with C(state=present).
             type: str
           netns_pid:
             description:
@@ -457,7 +456,7 @@ options:
           network:
             description:
               - The group of mappings this task owns, typically one per container network. Names the nftables table (C(hostnet-pm-<network>))
-                or iptables chain (C(HN-<network>)) unless O(chain) is given.
+                or iptables chain (C(HN-<network>)) unless C(chain) is given.
             type: str
             required: true
           chain:
@@ -467,9 +466,9 @@ options:
             type: str
           mappings:
             description:
-              - The mappings. With O(state=present) they are added (or corrected); with O(exclusive=true) they are the network's
-                whole set. With O(state=absent) the listed ones are removed; an empty list removes nothing (only leaving O(mappings)
-                out, with no O(container_id), removes the whole network).
+              - The mappings. With C(state=present) they are added (or corrected); with C(exclusive=true) they are the network's
+                whole set. With C(state=absent) the listed ones are removed; an empty list removes nothing (only leaving C(mappings)
+                out, with no C(container_id), removes the whole network).
             type: list
             elements: dict
             default: []

@@ -42,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "plugins"))
 
-from module_utils import capabilities, tc  # noqa: E402  pylint: disable=wrong-import-position
+from module_utils import capabilities, qdisc as tc  # noqa: E402  pylint: disable=wrong-import-position
 
 KERNEL_VM = os.path.join(REPO, "tests", "harness", "kernel_vm.sh")
 RATE = "20mbit"

@@ -23,16 +23,16 @@ import errno
 import json
 import os
 
-from . import contract, ephemeral, netns, policy, port_mapper, portredirect, tc, transaction, veth
+from . import contract, ephemeral_ports, netns, policy, port_mapper, port_redirect, qdisc, transaction, veth
 from .errors import HostnetError, ValidationError
 
 # (policy section, core part, module name) in the order the parts are created.
 PARTS = (
     ("namespaces", netns, "netns"),
     ("veths", veth, "veth"),
-    ("qdiscs", tc, "qdisc"),
-    ("redirects", portredirect, "port_redirect"),
-    ("ephemeral_ports", ephemeral, "ephemeral_ports"),
+    ("qdiscs", qdisc, "qdisc"),
+    ("redirects", port_redirect, "port_redirect"),
+    ("ephemeral_ports", ephemeral_ports, "ephemeral_ports"),
     ("port_mappers", port_mapper, "port_mapper"),
 )
 PART = dict((section, (part, name)) for section, part, name in PARTS)

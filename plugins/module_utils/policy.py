@@ -19,7 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from . import ephemeral, netns, port_mapper, portranges, portredirect, tc, veth, watcher_policy
+from . import ephemeral_ports, netns, port_mapper, port_redirect, portranges, qdisc, veth, watcher_policy
 from .errors import ValidationError
 from .portmap import PortMapperSpec
 
@@ -97,8 +97,8 @@ class _Checker:
 
 _PORT_MAPPER_OPTIONS = ("network", "chain", "mappings", "exclude_devices", "hairpin", "localhost", "backend")
 # Each policy section is a list of one part's items; the part's own checks run on each (contract.py).
-PART_OF = {"namespaces": netns, "veths": veth, "qdiscs": tc, "redirects": portredirect,
-           "ephemeral_ports": ephemeral, "port_mappers": port_mapper}
+PART_OF = {"namespaces": netns, "veths": veth, "qdiscs": qdisc, "redirects": port_redirect,
+           "ephemeral_ports": ephemeral_ports, "port_mappers": port_mapper}
 # Keys of a section's items that are the policy's, not the part's options.
 POLICY_KEYS = {"redirects": ("task",)}
 

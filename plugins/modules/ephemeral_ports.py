@@ -146,7 +146,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.hostnet.isolation.plugins.module_utils import contract, ephemeral
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, ephemeral_ports as ephemeral
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
 
 

@@ -153,7 +153,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.hostnet.isolation.plugins.module_utils import contract, netlink, portredirect
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, netlink, port_redirect as portredirect
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
 
 

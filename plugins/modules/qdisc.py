@@ -275,7 +275,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.hostnet.isolation.plugins.module_utils import contract, netlink, tc
+from ansible_collections.hostnet.isolation.plugins.module_utils import contract, netlink, qdisc as tc
 from ansible_collections.hostnet.isolation.plugins.module_utils.errors import HostnetError
 
 

@@ -116,7 +116,7 @@ def test_bad_input_is_rejected_and_changes_nothing(host, python, args, field, re
 
 PYTHON = INTERPRETERS["os-pyroute2-0.7"]  # the part is plain Python: one interpreter is enough
 _CONVERGE = """
-from module_utils import contract, ephemeral
+from module_utils import contract, ephemeral_ports as ephemeral
 planned = contract.Planned()
 for path in %(namespaces)r:
     planned.add_netns(path)
@@ -151,7 +151,7 @@ def test_a_unit_that_fails_later_undoes_the_allocation_and_the_sysctl(host, othe
         run_module(host, MOD, {"container": "c0", "netns": "c0"}, PYTHON)
     before = host.snapshot()
     out = run_core(host, PYTHON, """
-        from module_utils import ephemeral, transaction
+        from module_utils import ephemeral_ports as ephemeral, transaction
         from module_utils.errors import ApplyError
         try:
             with transaction.unit("ephemeral_ports[1]"):

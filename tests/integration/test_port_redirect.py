@@ -124,7 +124,7 @@ def test_bad_input_is_rejected_and_changes_nothing(host, python, args, field, re
 
 
 _CONVERGE = """
-from module_utils import contract, portredirect
+from module_utils import contract, port_redirect as portredirect
 planned = contract.Planned()
 for path in %(namespaces)r:
     planned.add_netns(path)
@@ -169,7 +169,7 @@ def test_a_unit_that_fails_later_undoes_the_redirects(host, python):
     run_module(host, MOD, {"veth": "veth-c1", "ports": "8000-8063"}, python)
     before = host.snapshot()
     out = run_core(host, python, """
-        from module_utils import portredirect, transaction
+        from module_utils import port_redirect as portredirect, transaction
         from module_utils.errors import ApplyError
         try:
             with transaction.unit("redirects[1]"):

@@ -185,7 +185,7 @@ PLUGINS = os.path.join(REPO, "plugins")
 CORE = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from module_utils import contract, tc, transaction
+from module_utils import contract, qdisc as tc, transaction
 from module_utils.errors import HostnetError
 job = json.loads(sys.argv[2])
 planned = contract.Planned()

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from module_utils import portredirect
+from module_utils import port_redirect as portredirect
 
 MAC = "02:00:00:07:00:01"
 

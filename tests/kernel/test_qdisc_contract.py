@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from module_utils import contract, tc, transaction
+from module_utils import contract, qdisc as tc, transaction
 from module_utils.errors import ApplyError, ValidationError
 
 _counter = itertools.count()

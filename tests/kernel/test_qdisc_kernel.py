@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from module_utils import tc
+from module_utils import qdisc as tc
 from module_utils.errors import ValidationError
 
 FQ_CODEL_ALL = {"target": "5ms", "interval": "100ms", "limit": 5000, "flows": 512, "ecn": True}

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from module_utils import tc
+from module_utils import qdisc as tc
 from module_utils.errors import ValidationError
 from test_qdisc_kernel import assert_converged, converge, shown, skip_or_refused
 
@@ -103,7 +103,7 @@ def test_debians_pyroute2_sends_and_reads_cake_and_fq(pair, qdisc_missing):
     script = (
         "import json, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "from module_utils import netlink, tc\n"
+        "from module_utils import netlink, qdisc as tc\n"
         "if netlink.PYROUTE2_IMPORT_ERROR is not None:\n"
         "    sys.exit(3)\n"
         "from module_utils.errors import ValidationError\n"

@@ -63,7 +63,7 @@ def test_the_cni_plugin_holds_what_it_imports():
     entries, _modes, _dates = names(bundle.build(CORE, "cni", bytecode=True))
     for module in ("cni", "port_mapper", "portmap_nft", "portmap_ipt", "portmap_iptc", "conntrack", "netlink"):
         assert "hostnet_core/%s.py" % module in entries and "hostnet_core/%s.pyc" % module in entries
-    assert "hostnet_core/watcher.py" not in entries and "hostnet_core/tc.py" not in entries
+    assert "hostnet_core/watcher.py" not in entries and "hostnet_core/qdisc.py" not in entries
 
 
 def test_the_executables_run(tmp_path):

@@ -4,7 +4,7 @@
 
 import pytest
 
-from module_utils import contract, ephemeral
+from module_utils import contract, ephemeral_ports as ephemeral
 from module_utils.errors import ValidationError
 
 VALID = {"container": "web", "netns": "web", "agent_ports": "31000-32000"}

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from module_utils import ephemeral
+from module_utils import ephemeral_ports as ephemeral
 from module_utils.errors import ValidationError
 
 

@@ -18,7 +18,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from module_utils.errors import HostnetError
-from module_utils import ephemeral, netns, portredirect, tc, veth
+from module_utils import ephemeral_ports as ephemeral, netns, port_redirect as portredirect, qdisc as tc, veth
 
 hostile_text = st.one_of(
     st.text(max_size=24),

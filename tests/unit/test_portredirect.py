@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, strategies as st
 from pyroute2.netlink.rtnl.tcmsg import cls_u32, tcmsg
 
-from module_utils import contract, portranges, portredirect
+from module_utils import contract, portranges, port_redirect as portredirect
 from module_utils.errors import ValidationError
 
 

@@ -14,7 +14,7 @@ from pyroute2.netlink.rtnl.tcmsg import common as tc_common
 from pyroute2.netlink.rtnl.tcmsg import plugins as tc_plugins
 from pyroute2.netlink.rtnl.tcmsg import sched_fq_codel, tcmsg
 
-from module_utils import sched_fq, tc
+from module_utils import sched_fq, qdisc as tc
 from module_utils.errors import ValidationError
 
 

@@ -42,7 +42,7 @@ BASELINE = [{"name": "count", "ansible.builtin.set_fact": {
 
 def best(host, workdir, name, tasks, extra, runs=3):
     out = None
-    for _ in range(runs):
+    for _attempt in range(runs):
         wall, results = pm_bench.playbook(host, workdir, name, tasks, extra)
         out = (wall, results) if out is None or wall < out[0] else out
     return out

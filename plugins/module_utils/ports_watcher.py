@@ -67,17 +67,20 @@ class Spec:
     """The validated input (see OPTIONS); paths of the files it writes, and their texts."""
 
     def __init__(self, params):
-        self.state = params.get("state", "started")
+        given = params
+        params = dict((key, option.get("default")) for key, option in OPTIONS.items())
+        params.update((key, value) for key, value in given.items() if value is not None)
+        self.state = params["state"]
         if self.state not in ("started", "stopped"):
             raise ValidationError("state", "%r is not started or stopped" % (self.state,))
-        self.service = params.get("service") or ""
+        self.service = params["service"]
         if not isinstance(self.service, str) or not _SERVICE_RE.match(self.service):
             raise ValidationError("service", "%r is not a systemd unit name (letters, digits, ':_.\\@-', not "
                                              "starting with '-')" % (self.service,))
         if self.service.endswith(".service"):
             raise ValidationError("service", "%r: give the name without .service" % self.service)
         for key in ("config_file", "unit_dir", "executable", "python", "old_lib_dir"):
-            value = params.get(key, OPTIONS[key].get("default"))
+            value = params[key]
             if value is not None and (not isinstance(value, str) or not os.path.isabs(value) or "\0" in value):
                 raise ValidationError(key, "%r is not an absolute path" % (value,))
             setattr(self, key, os.path.normpath(value) if value is not None else None)
@@ -150,17 +153,17 @@ class State:
 
     ``files``: {path: (text, mode) or None}; ``missing_dirs``: directories to make, parents first;
     ``old_policy``: (path, text) of the ansible-*.json files in the policy directory; ``old_sources``: earlier versions' sources
-    present; ``ctimes``: {"executable"|"config"|"unit": st_ctime or None}; ``service``: systemctl show's
+    present; ``mtimes``: {"executable"|"config"|"unit": st_mtime or None}; ``service``: systemctl show's
     properties; ``main_started``: when the service's main process started (time.time() scale) or None.
     """
 
-    def __init__(self, files=None, missing_dirs=(), old_policy=(), old_sources=(), ctimes=None, service=None,
+    def __init__(self, files=None, missing_dirs=(), old_policy=(), old_sources=(), mtimes=None, service=None,
                  main_started=None):
         self.files = dict(files or {})
         self.missing_dirs = list(missing_dirs)
         self.old_policy = list(old_policy)
         self.old_sources = list(old_sources)
-        self.ctimes = dict(ctimes or {})
+        self.mtimes = dict(mtimes or {})
         self.service = dict(service or {})
         self.main_started = main_started
 
@@ -195,9 +198,9 @@ def _missing_dirs(dirs):
     return sorted(set(missing), key=lambda p: (p.count("/"), p))
 
 
-def _ctime(path):
+def _mtime(path):
     try:
-        return os.stat(path).st_ctime
+        return os.stat(path).st_mtime
     except OSError:
         return None
 
@@ -255,8 +258,8 @@ def read_state(sp):
                    if sp.old_lib_dir and os.path.lexists(os.path.join(sp.old_lib_dir, rel))]
     return State(files=files, missing_dirs=_missing_dirs(sp.directories()), old_policy=old_policy,
                  old_sources=old_sources,
-                 ctimes={"executable": _ctime(sp.executable), "config": _ctime(sp.config_file),
-                         "unit": _ctime(sp.unit_path)},
+                 mtimes={"executable": _mtime(sp.executable), "config": _mtime(sp.config_file),
+                         "unit": _mtime(sp.unit_path)},
                  service=service, main_started=_main_started(service))
 
 
@@ -328,18 +331,17 @@ def plan(sp, state):
             "the unit changed" if out.written("unit") else "systemd's copy of the unit is stale"))
     if svc.get("UnitFileState") != "enabled":
         out.add("enable", name, "enable %s" % name)
-    reasons = [WHAT[f] for f in ("config", "unit") if out.written(f)]
-    if sp.executable_changed:
-        reasons.append(WHAT["executable"])
+    changed = [f for f in ("config", "unit") if out.written(f)] + (["executable"] if sp.executable_changed else [])
+    reasons = ["%s changed" % " and ".join(WHAT[f] for f in changed)] if changed else []
     started = state.main_started
     for field in ("executable", "config", "unit"):
-        ctime = state.ctimes.get(field)
-        if WHAT[field] not in reasons and started is not None and ctime is not None and ctime > started:
-            reasons.append("%s (since it started)" % WHAT[field])
+        mtime = state.mtimes.get(field)  # (not ctime: a chmod is no new content)
+        if field not in changed and started is not None and mtime is not None and mtime > started:
+            reasons.append("%s is newer than its main process" % WHAT[field])
     if active not in RUNNING:
         out.add("start", name, "start %s (it is %s)" % (name, active))
     elif reasons:
-        out.add("restart", name, "restart %s (%s changed)" % (name, ", ".join(reasons)))
+        out.add("restart", name, "restart %s (%s)" % (name, "; ".join(reasons)))
     elif out.written("policy") or state.old_policy:
         out.add("reload", name, "reload %s (its policy changed)" % name)
     out.active_state = "active" if out.action in ("start", "restart") else active

@@ -113,8 +113,9 @@ def test_an_executable_newer_than_the_running_process_restarts_it():
 def test_the_earlier_layouts_files_are_removed_and_the_policy_reloaded():
     sp = pw.spec(params(old_lib_dir="/usr/local/lib/hostnet-ports-watcher"))
     old = "/etc/hostnet/ports-watcher.d/ansible-web.json"
-    pl = pw.plan(sp, installed(sp, old_policy=[(old, '{"name": "web"}\n')],
-                                old_sources=["/usr/local/lib/hostnet-ports-watcher/src/hostnet_core"]))
+    state = installed(sp, old_policy=[(old, '{"name": "web"}\n')],
+                      old_sources=["/usr/local/lib/hostnet-ports-watcher/src/hostnet_core"])
+    pl = pw.plan(sp, state)
     assert kinds(pl) == ["remove", "remove", "reload"]
     assert pl.diff == [{"before_header": old, "after_header": old, "before": '{"name": "web"}\n', "after": ""}]
 

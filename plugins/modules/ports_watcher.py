@@ -113,7 +113,8 @@ EXAMPLES = r"""
     policy:
       - {name: web, cgroup: mesos/web-1, ports: "31000-31009"}
     unit: "{{ lookup('ansible.builtin.template', 'hostnet-ports-watcher.service.j2') }}"
-    executable_changed: "{{ executable_copy is changed }}"
+    # the result of the copy that installed the executable (the role's "Install the watcher executable")
+    executable_changed: "{{ watcher_executable is defined and watcher_executable is changed }}"
   register: watcher
 
 - name: Stop and disable it

@@ -54,6 +54,10 @@ def failures(results):
 @pytest.fixture
 def box(host):
     host.sh("ip link add hn-up type veth peer name hn-up-far && ip link set hn-up up && ip link set hn-up-far up")  # the device the redirect hangs off
+    # the kernel gives both ends their link-local address (and its local route) once the carrier is up, which
+    # a loaded machine takes its time over: wait, so a snapshot taken now does not see them appear later
+    host.sh("for i in $(seq 100); do n=$(ip -6 -o addr show scope link -tentative | grep -c 'hn-up'); "
+            "[ \"$n\" -ge 2 ] && break; sleep 0.1; done")
     return host
 
 

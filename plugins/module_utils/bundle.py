@@ -30,6 +30,7 @@ __metaclass__ = type
 
 import argparse
 import ast
+import base64
 import hashlib
 import io
 import json
@@ -226,6 +227,8 @@ def main(argv=None):
     where.add_argument("--cache-dir", help="a cache directory: the file goes to <dir>/<name>/<hash>/<name>")
     parser.add_argument("--name", help="with --cache-dir: the executable's name (default: the entry's)")
     parser.add_argument("--list", action="store_true", help="print the modules of the closure and exit")
+    parser.add_argument("--base64", action="store_true",
+                        help="add the executable's bytes, base64-encoded, to the JSON printed (as content)")
     args = parser.parse_args(argv)
     try:
         if args.list:
@@ -245,8 +248,11 @@ def main(argv=None):
     except (BundleError, IOError, OSError) as exc:
         sys.stderr.write("bundle.py: %s\n" % exc)
         return 1
-    sys.stdout.write(json.dumps({"path": output, "changed": changed, "sha256": hashlib.sha256(data).hexdigest(),
-                                 "python": args.python, "modules": closure(args.source, args.entry)}) + "\n")
+    result = {"path": output, "changed": changed, "sha256": hashlib.sha256(data).hexdigest(),
+              "python": args.python, "modules": closure(args.source, args.entry)}
+    if args.base64:
+        result["content"] = base64.b64encode(data).decode("ascii")
+    sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
 

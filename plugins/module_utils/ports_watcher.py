@@ -19,6 +19,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import binascii
+import hashlib
 import json
 import os
 import re
@@ -54,7 +57,14 @@ OPTIONS = {
     "python": {"type": "path", "default": "/usr/bin/python3"},
     "executable_changed": {"type": "bool", "default": False},
     "old_lib_dir": {"type": "path"},
+    "executable_content": {"type": "str", "no_log": True},
+    "packages": {"type": "list", "elements": "str", "default": []},
+    "report": {"type": "bool", "default": False},
 }
+EXECUTABLE_MODE = 0o755
+# Debian's package name alphabet (deb-src-control(5)), with an optional :arch
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?\Z")
+REPORT_TIMEOUT = 120
 
 
 def dump_json(value):
@@ -85,6 +95,21 @@ class Spec:
                 raise ValidationError(key, "%r is not an absolute path" % (value,))
             setattr(self, key, os.path.normpath(value) if value is not None else None)
         self.executable_changed = bool(params.get("executable_changed", False))
+        self.executable_bytes = None
+        content = params.get("executable_content")
+        if content is not None:
+            try:
+                self.executable_bytes = base64.b64decode(content.encode("ascii") if isinstance(content, str)
+                                                         else content, validate=True)
+            except (binascii.Error, ValueError, TypeError, UnicodeError) as exc:
+                raise ValidationError("executable_content", "is not base64: %s" % exc)
+            if not self.executable_bytes:
+                raise ValidationError("executable_content", "is empty")
+        self.packages = list(params.get("packages") or [])
+        for i, name in enumerate(self.packages):
+            if not isinstance(name, str) or not _PACKAGE_RE.match(name):
+                raise ValidationError("packages[%d]" % i, "%r is not a Debian package name" % (name,))
+        self.report = bool(params.get("report", False))
         self.unit_path = os.path.join(self.unit_dir, self.service + ".service")
         self.config = params.get("config")
         self.policy = params.get("policy") or []
@@ -141,6 +166,8 @@ class Spec:
         dirs = [(fields[field], os.path.dirname(path)) for field, path, _text in self.targets()]
         if self.event_log_dir:
             dirs.append(("config.event_log", self.event_log_dir))
+        if self.executable_bytes is not None:
+            dirs.append(("executable", os.path.dirname(self.executable)))
         return dirs
 
 
@@ -154,11 +181,15 @@ class State:
     ``files``: {path: (text, mode) or None}; ``missing_dirs``: directories to make, parents first;
     ``old_policy``: (path, text) of the ansible-*.json files in the policy directory; ``old_sources``: earlier versions' sources
     present; ``mtimes``: {"executable"|"config"|"unit": st_mtime or None}; ``service``: systemctl show's
-    properties; ``main_started``: when the service's main process started (time.time() scale) or None.
+    properties; ``main_started``: when the service's main process started (time.time() scale) or None;
+    ``executable_sha256``: the installed executable's (None when missing or not asked); ``missing_packages``: of
+    the spec's packages, those dpkg does not list as installed.
     """
 
     def __init__(self, files=None, missing_dirs=(), old_policy=(), old_sources=(), mtimes=None, service=None,
-                 main_started=None):
+                 main_started=None, executable_sha256=None, missing_packages=()):
+        self.executable_sha256 = executable_sha256
+        self.missing_packages = list(missing_packages)
         self.files = dict(files or {})
         self.missing_dirs = list(missing_dirs)
         self.old_policy = list(old_policy)
@@ -240,6 +271,37 @@ def _main_started(props):
     return time.time() - (time.clock_gettime(time.CLOCK_MONOTONIC) - monotonic_us / 1e6)
 
 
+def _sha256(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValidationError("executable", "cannot read %s: %s" % (path, exc.strerror or exc))
+
+
+def missing_packages(names):
+    """Of ``names``, the Debian packages dpkg does not list as installed."""
+    if not names:
+        return []
+    try:
+        proc = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n"] + list(names),
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                              check=False, timeout=60)
+    except OSError as exc:
+        raise ValidationError("packages", "cannot ask dpkg-query which are installed (%s): install %s yourself and "
+                                          "give packages: []" % (exc.strerror or exc, ", ".join(names)))
+    except subprocess.TimeoutExpired:
+        raise ValidationError("packages", "dpkg-query did not finish in 60 s")
+    installed = set()
+    for line in proc.stdout.splitlines():
+        name, _sep, status = line.partition(" ")
+        if status.startswith("ii"):
+            installed.add(name)
+    return [name for name in names if name.split(":")[0] not in installed]
+
+
 def read_state(sp):
     service = service_properties(sp.service)
     if sp.state == "stopped":
@@ -260,7 +322,9 @@ def read_state(sp):
                  old_sources=old_sources,
                  mtimes={"executable": _mtime(sp.executable), "config": _mtime(sp.config_file),
                          "unit": _mtime(sp.unit_path)},
-                 service=service, main_started=_main_started(service))
+                 service=service, main_started=_main_started(service),
+                 executable_sha256=_sha256(sp.executable) if sp.executable_bytes is not None else None,
+                 missing_packages=missing_packages(sp.packages))
 
 
 class Plan:
@@ -290,6 +354,10 @@ class Plan:
                 return kind
         return None
 
+    @property
+    def installs_executable(self):
+        return any(kind == "install" for kind, _argument, _sentence in self.steps)
+
     def written(self, field):
         return any(kind == "write" and argument[0] == field for kind, argument, _sentence in self.steps)
 
@@ -311,8 +379,14 @@ def plan(sp, state):
             out.add("disable", name, "disable %s" % name)
         out.active_state = "inactive" if out.action else active
         return out
+    if state.missing_packages:
+        out.add("packages", list(state.missing_packages),
+                "install %s (apt-get)" % ", ".join(state.missing_packages))
     for path in state.missing_dirs:
         out.add("mkdir", path, "create directory %s" % path)
+    if sp.executable_bytes is not None and state.executable_sha256 != hashlib.sha256(sp.executable_bytes).hexdigest():
+        out.add("install", (sp.executable, sp.executable_bytes), "%s %s (%d bytes)" % (
+            "replace" if state.executable_sha256 else "install", sp.executable, len(sp.executable_bytes)))
     for field, path, text in sp.targets():
         found = state.files.get(path)
         if found is None or found[0] != text:
@@ -331,7 +405,8 @@ def plan(sp, state):
             "the unit changed" if out.written("unit") else "systemd's copy of the unit is stale"))
     if svc.get("UnitFileState") != "enabled":
         out.add("enable", name, "enable %s" % name)
-    changed = [f for f in ("config", "unit") if out.written(f)] + (["executable"] if sp.executable_changed else [])
+    installed = sp.executable_changed or any(kind == "install" for kind, _a, _s in out.steps)
+    changed = [f for f in ("config", "unit") if out.written(f)] + (["executable"] if installed else [])
     reasons = ["%s changed" % " and ".join(WHAT[f] for f in changed)] if changed else []
     started = state.main_started
     for field in ("executable", "config", "unit"):
@@ -381,6 +456,11 @@ def check_with_executable(sp, state):
     ValidationError naming ``config``, ``policy`` or ``config.policy_dir`` when the watcher refuses it."""
     scratch = tempfile.mkdtemp(prefix="hostnet-ports-watcher-check.")
     try:
+        executable = sp.executable
+        if sp.executable_bytes is not None:  # the executable that will run checks, not the one installed now
+            executable = os.path.join(scratch, os.path.basename(sp.executable))
+            with open(executable, "wb") as f:
+                f.write(sp.executable_bytes)
         config_path = os.path.join(scratch, "config.json")
         policy_dir = os.path.join(scratch, "policy.d")
         config = dict(sp.config)
@@ -399,7 +479,7 @@ def check_with_executable(sp, state):
         with open(config_path, "w") as f:
             f.write(dump_json(config))
         try:
-            proc = subprocess.run([sp.python, sp.executable, "--config", config_path, "--check"],
+            proc = subprocess.run([sp.python, executable, "--config", config_path, "--check"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                                   check=False, timeout=120)
         except OSError as exc:
@@ -448,17 +528,21 @@ def _run_service(*argv):
         raise ApplyError("service", "systemctl %s failed: %s%s" % (" ".join(argv), out, _journal(name)))
 
 
-def apply(sp, state, pl):
+def apply(sp, state, pl, checked=False):
     """Run the plan: the executable checks the new configuration and policy, then each step in order.
 
     A step that fails (a service that does not start) leaves the earlier ones done: the exception's ``done``
     lists them.
     """
-    if pl.written("config") or pl.written("policy"):
-        check_with_executable(sp, state)
     done = []
+    steps = list(pl.steps)
     try:
-        for kind, argument, sentence in pl.steps:
+        if steps and steps[0][0] == "packages":  # what the executable imports, before it checks anything
+            _run_step(*steps[0][:2])
+            done.append(steps.pop(0)[2])
+        if (pl.written("config") or pl.written("policy")) and not checked:
+            check_with_executable(sp, state)
+        for kind, argument, sentence in steps:
             _run_step(kind, argument)
             done.append(sentence)
     except (HostnetError, OSError) as exc:
@@ -468,8 +552,43 @@ def apply(sp, state, pl):
         pl.active_state = service_properties(sp.service).get("ActiveState")
 
 
+def _install_packages(names):
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        proc = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + list(names),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                              check=False, timeout=1800, env=env)
+    except OSError as exc:
+        raise ApplyError("packages", "cannot run apt-get to install %s: %s" % (", ".join(names), exc.strerror or exc))
+    except subprocess.TimeoutExpired:
+        raise ApplyError("packages", "apt-get install %s did not finish in 30 min" % " ".join(names))
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stdout.strip().splitlines()[-5:])
+        raise ApplyError("packages", "apt-get install %s failed: %s" % (" ".join(names), tail))
+
+
+def _install_executable(path, data):
+    directory, base = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % base, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), EXECUTABLE_MODE)
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def _run_step(kind, argument):
-    if kind == "mkdir":
+    if kind == "packages":
+        _install_packages(argument)
+    elif kind == "install":
+        _install_executable(*argument)
+    elif kind == "mkdir":
         os.mkdir(argument, DIR_MODE)
         os.chmod(argument, DIR_MODE)  # the umask does not decide
     elif kind == "write":
@@ -487,23 +606,97 @@ def _run_step(kind, argument):
         _run_service(kind, argument)
 
 
+def watcher_report(sp, python=None, executable=None, config_file=None):
+    """What the watcher sees now (``--report --json``: it only looks) with the installed executable and
+    configuration: its parsed report, or None when either is missing."""
+    executable = executable or sp.executable
+    config_file = config_file or sp.config_file
+    if not (os.path.isfile(executable) and os.path.isfile(config_file)):
+        return None
+    try:
+        proc = subprocess.run([python or sp.python, executable, "--config", config_file, "--report", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              check=False, timeout=REPORT_TIMEOUT)
+    except OSError as exc:
+        raise ApplyError("report", "cannot run %s: %s" % (executable, exc.strerror or exc))
+    except subprocess.TimeoutExpired:
+        raise ApplyError("report", "%s --report did not finish in %d s" % (executable, REPORT_TIMEOUT))
+    try:
+        report = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
+        text = proc.stderr.strip() or proc.stdout.strip() or "exit status %d" % proc.returncode
+        raise ApplyError("report", "%s --report failed: %s" % (executable, text))
+    return report
+
+
+def exposure(service):
+    """systemd-analyze security's overall exposure line for the service, or None where it cannot tell."""
+    try:
+        proc = subprocess.run(["systemd-analyze", "security", "--no-pager", service + ".service"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                              check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in proc.stdout.splitlines():
+        if "Overall exposure" in line:
+            return line.strip().lstrip("\u2192").strip()
+    return None
+
+
+class Run:
+    """One converge in two halves, so a caller can do other work in between: the constructor checks the input,
+    reads the host, plans, asks the watcher what it sees (``report``) and has the new executable check the new
+    configuration and policy (unless packages it imports are still to be installed); nothing is changed yet.
+    ``finish()`` applies the plan (not in check mode) and returns the result."""
+
+    def __init__(self, params, check_mode=False):
+        self.check_mode = check_mode
+        self.sp = sp = spec(params)
+        self.state = state = read_state(sp)
+        self.pl = pl = plan(sp, state)
+        self.checked = False
+        self.must_check = pl.written("config") or pl.written("policy")
+        self.report = None
+        if sp.report and sp.state == "started":
+            try:
+                before = watcher_report(sp)
+            except ApplyError as exc:  # an executable or configuration that no longer works: the run replaces it
+                before = {"error": exc.reason}
+            self.report = {"before": before, "after": None}
+        if sp.state == "started" and not check_mode and sp.executable_bytes is None \
+                and not os.path.isfile(sp.executable):
+            raise ValidationError("executable", "%s is missing (give executable_content, or install it before "
+                                                "this module runs)" % sp.executable)
+        can_check = sp.executable_bytes is not None or (not sp.executable_changed and os.path.isfile(sp.executable))
+        if self.must_check and can_check and not state.missing_packages:
+            check_with_executable(sp, state)
+            self.checked = True
+
+    def finish(self, others_changed=False):
+        """Apply the plan; ``others_changed``: the caller changed the host in between (so even a run of its own
+        that changes nothing asks the watcher again; otherwise what it saw before is what it sees after)."""
+        sp, pl = self.sp, self.pl
+        if not self.check_mode:
+            apply(sp, self.state, pl, checked=self.checked)
+            self.checked = self.must_check
+            if self.report is not None:
+                before = self.report["before"]
+                unchanged = not (pl.changed or others_changed) and before is not None and "error" not in before
+                self.report["after"] = before if unchanged else watcher_report(sp)
+        result = {"changed": pl.changed, "changes": pl.changes, "diff": pl.diff, "active_state": pl.active_state,
+                  "unit_changed": pl.written("unit"), "checked": self.checked,
+                  "executable_changed": pl.installs_executable or sp.executable_changed,
+                  "exposure": exposure(sp.service) if pl.written("unit") and not self.check_mode else None}
+        if self.report is not None:
+            result["report"] = self.report
+        return result
+
+
 def converge(params, check_mode=False):
     """The result: changed, changes, diff, active_state, unit_changed, checked (whether the executable checked
-    the new configuration and policy; in check mode only an installed, unchanged executable can)."""
-    sp = spec(params)
-    state = read_state(sp)
-    pl = plan(sp, state)
-    checked = False
-    must_check = pl.written("config") or pl.written("policy")
-    if check_mode:
-        if must_check and not sp.executable_changed and os.path.isfile(sp.executable):
-            check_with_executable(sp, state)
-            checked = True
-    else:
-        if sp.state == "started" and not os.path.isfile(sp.executable):
-            raise ValidationError("executable", "%s is missing (the role copies it before this module runs)"
-                                  % sp.executable)
-        apply(sp, state, pl)
-        checked = must_check
-    return {"changed": pl.changed, "changes": pl.changes, "diff": pl.diff, "active_state": pl.active_state,
-            "unit_changed": pl.written("unit"), "checked": checked}
+    the new configuration and policy), executable_changed, exposure (systemd-analyze security's score when the
+    unit was written), report (with ``report``: the watcher's --report before and after the run; ``after`` is
+    None in check mode, ``before`` when nothing was installed yet)."""
+    return Run(params, check_mode=check_mode).finish()

@@ -8,11 +8,16 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: ports_watcher
-short_description: Converge the ports watcher's configuration, policy, systemd unit and service in one call
+short_description: Converge the ports watcher's executable, configuration, policy, unit and service in one call
 version_added: 0.3.0
 description:
-  - Everything the P(hostnet.isolation.ports_watcher#role) role installs but the executable (which the role copies
-    first), in one module run; a run that finds everything in place only reads.
+  - Everything the P(hostnet.isolation.ports_watcher#role) role installs, in one module run; a run that finds
+    everything in place only reads.
+  - With O(executable_content) (the role passes the executable it built on the controller), installs it at
+    O(executable), mode C(0755), when the bytes there differ (a temporary file beside it, renamed over it); the
+    directory is made when missing. Without it, O(executable) must already be installed.
+  - O(packages) that dpkg does not list as installed are installed with C(apt-get install --no-install-recommends)
+    first, before the executable (which imports them) checks anything.
   - Writes O(config) as JSON to O(config_file), O(policy) (the watched tasks) to C(ansible.json) in the
     configuration's C(policy_dir), and O(unit) to O(unit_dir)/O(service)C(.service), each to a temporary file
     beside it whose name starts with C(.) (the watcher and systemd ignore those), then renamed over it, mode
@@ -67,7 +72,9 @@ options:
     type: path
     default: /etc/systemd/system
   executable:
-    description: The watcher executable (already installed), which checks the configuration and policy.
+    description:
+      - Where the watcher executable is, installed from O(executable_content) or before this module runs; it checks
+        the configuration and policy.
     type: path
     default: /usr/local/sbin/hostnet-ports-watcher
   python:
@@ -82,6 +89,26 @@ options:
         configuration is skipped (RV(checked) says so).
     type: bool
     default: false
+  executable_content:
+    description:
+      - The executable's bytes, base64-encoded; installed at O(executable) when they differ from what is there,
+        which counts as O(executable_changed). The new configuration and policy are checked by these bytes, not
+        by the executable installed before (so in check mode too).
+      - Not echoed back (C(no_log)).
+    type: str
+  packages:
+    description:
+      - Debian packages the executable needs (on Debian and Ubuntu hosts); those not installed are installed with
+        C(apt-get) before anything else. Give V([]) on other hosts and install them another way.
+    type: list
+    elements: str
+    default: []
+  report:
+    description:
+      - Ask the watcher what it sees (O(python) O(executable) C(--config) O(config_file) C(--report --json), which
+        only looks) before the run changes anything and after it, and return both as RV(report).
+    type: bool
+    default: false
   old_lib_dir:
     description:
       - Where earlier versions of the role put the watcher's sources; C(src/hostnet_core) and C(src/__main__.py)
@@ -93,7 +120,8 @@ attributes:
   check_mode:
     support: full
     details: Reports exactly the actions it would take. The executable checks the configuration and policy
-      unless O(executable_changed) (or it is not installed yet).
+      (the new one with O(executable_content); the installed one unless O(executable_changed)), unless packages it
+      needs are still to be installed.
   diff_mode:
     support: full
     details: Before and after of each file written or removed.
@@ -113,9 +141,13 @@ EXAMPLES = r"""
     policy:
       - {name: web, cgroup: mesos/web-1, ports: "31000-31009"}
     unit: "{{ lookup('ansible.builtin.template', 'hostnet-ports-watcher.service.j2') }}"
-    # the result of the copy that installed the executable (the role's "Install the watcher executable")
-    executable_changed: "{{ watcher_executable is defined and watcher_executable is changed }}"
+    report: true
   register: watcher
+
+- name: Fail on a violation the run did not find before it
+  ansible.builtin.assert:
+    that: watcher.report.after.violations | dict2items | difference((watcher.report.before or {}).violations
+          | default({}) | dict2items) | length == 0
 
 - name: Stop and disable it
   hostnet.isolation.ports_watcher:
@@ -148,6 +180,34 @@ checked:
   description: Whether the executable checked the new configuration and policy (nothing new to check is V(false)).
   returned: always
   type: bool
+executable_changed:
+  description: Whether the executable was (would be) installed or replaced, or O(executable_changed) said so.
+  returned: always
+  type: bool
+exposure:
+  description: systemd-analyze security's overall exposure line for the service, when the unit was written (not in
+    check mode); V(null) otherwise or where systemd-analyze cannot tell.
+  returned: always
+  type: str
+  sample: "Overall exposure level for hostnet-ports-watcher.service: 2.1 OK"
+report:
+  description:
+    - What the watcher saw, with O(report). C(before) is V(null) when no executable or configuration was installed
+      yet (C({error}) when the installed one failed), C(after) is V(null) in check mode, and what it saw before
+      when the run changed nothing (it is not asked twice).
+    - Each is the watcher's C(--report --json) output, e.g. C(violations) (task name to the ports it listens on
+      outside its own), C(tasks), C(mode).
+  returned: when O(report) and O(state=started)
+  type: dict
+  contains:
+    before:
+      description: Before the run changed anything.
+      type: dict
+      returned: always
+    after:
+      description: After the run.
+      type: dict
+      returned: always
 field:
   description: The option a failure is about (V(config), V(policy), V(config.policy_dir), V(service), ...).
   returned: failure

@@ -3,6 +3,8 @@
 """The ports_watcher module's core: the plan from file and service states (pure), the check by the
 executable (the real watcher's --check, run as a script), atomic writes."""
 
+import base64
+import hashlib
 import json
 import os
 import stat
@@ -144,7 +146,58 @@ def test_state_stopped_stops_and_disables_and_leaves_the_files():
     assert pw.plan(sp, gone).steps == []
 
 
+EXE = b"#!/usr/bin/python3\nPK-the-watcher"
+
+
+def test_new_executable_content_is_installed_and_restarts_the_watcher():
+    sp = pw.spec(params(executable_content=base64.b64encode(EXE).decode()))
+    pl = pw.plan(sp, installed(sp, executable_sha256=hashlib.sha256(b"the old one").hexdigest()))
+    assert pl.changes == ["replace /usr/local/sbin/hostnet-ports-watcher (%d bytes)" % len(EXE),
+                          "restart hostnet-ports-watcher.service (its executable changed)"]
+    assert pl.steps[0][1] == ("/usr/local/sbin/hostnet-ports-watcher", EXE) and pl.installs_executable
+
+
+def test_the_same_executable_content_changes_nothing():
+    sp = pw.spec(params(executable_content=base64.b64encode(EXE).decode()))
+    pl = pw.plan(sp, installed(sp, executable_sha256=hashlib.sha256(EXE).hexdigest()))
+    assert pl.steps == [] and not pl.installs_executable
+
+
+def test_a_fresh_host_gets_the_missing_packages_first_then_the_executable():
+    sp = pw.spec(params(executable_content=base64.b64encode(EXE).decode(),
+                        packages=["python3", "python3-prometheus-client"]))
+    state = pw.State(missing_dirs=["/usr/local/sbin"], missing_packages=["python3-prometheus-client"],
+                     service={"LoadState": "not-found", "ActiveState": "inactive", "UnitFileState": ""})
+    pl = pw.plan(sp, state)
+    assert kinds(pl)[:3] == ["packages", "mkdir", "install"]
+    assert pl.changes[0] == "install python3-prometheus-client (apt-get)"
+    assert pl.changes[2] == "install /usr/local/sbin/hostnet-ports-watcher (%d bytes)" % len(EXE)
+    assert pl.changes[-1] == "start hostnet-ports-watcher.service (it is inactive)"
+
+
+def test_installed_packages_cost_no_step():
+    sp = pw.spec(params(packages=["python3"]))
+    assert pw.plan(sp, installed(sp, missing_packages=[])).steps == []
+
+
+def test_missing_packages_asks_dpkg_query(tmp_path, monkeypatch):
+    """dpkg-query's answer for installed, removed and unknown packages (a fake dpkg-query on PATH)."""
+    fake = tmp_path / "dpkg-query"
+    fake.write_text("#!/bin/sh\nprintf 'python3 ii \\npython3-yaml rc \\n'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert pw.missing_packages(["python3", "python3-yaml", "nosuch"]) == ["python3-yaml", "nosuch"]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ValidationError) as err:
+        pw.missing_packages(["python3"])
+    assert err.value.field == "packages"
+
+
 @pytest.mark.parametrize("over, field", [
+    ({"executable_content": "not base64!"}, "executable_content"),
+    ({"executable_content": ""}, "executable_content"),
+    ({"packages": ["python3", "Bad Name"]}, "packages[1]"),
+    ({"packages": ["-o=APT::x"]}, "packages[0]"),
     ({"service": "-x"}, "service"),
     ({"service": "hostnet-ports-watcher.service"}, "service"),
     ({"config_file": "etc/watcher.json"}, "config_file"),
@@ -236,3 +289,36 @@ def test_the_check_reads_the_new_policy_beside_the_drop_ins_of_others(host):
     assert err.value.field == "config.policy_dir"
     assert "%s/other.json.name" % host["dir"] in err.value.reason and "also defined in" in err.value.reason
     assert "hostnet-ports-watcher-check" not in err.value.reason  # the real paths, not the scratch copy's
+
+
+def test_the_new_executable_checks_and_is_installed_and_reported(host, monkeypatch):
+    """executable_content: the new bytes check the configuration before anything is written, then are
+    installed with mode 0755; the watcher's --report runs before and after."""
+    data = open(host["exe"], "rb").read()
+    target = os.path.join(os.path.dirname(host["exe"]), "sbin", "hostnet-ports-watcher")
+    monkeypatch.setattr(pw, "service_properties", lambda name: dict(RUNNING))
+    calls = []
+    monkeypatch.setattr(pw, "_run_service", lambda *argv: calls.append(argv))
+    p = params(config=host["config"], config_file=host["config_file"], unit_dir=os.path.dirname(host["exe"]),
+               executable=target, python=sys.executable, executable_content=base64.b64encode(data).decode(),
+               report=True)
+    bad = dict(p, policy=[{"name": "web", "cgroup": "hostnet-tasks/web", "ports": "31000-99999"}])
+    with pytest.raises(ValidationError) as err:
+        pw.Run(bad)  # refused by the new executable before anything changed
+    assert err.value.field == "policy[0].ports" and not os.path.exists(target)
+    assert not os.path.exists(host["config_file"])
+    result = pw.converge(p)
+    assert open(target, "rb").read() == data and stat.S_IMODE(os.stat(target).st_mode) == 0o755
+    assert result["executable_changed"] and result["checked"]
+    assert result["report"]["before"] is None  # nothing was installed before
+    assert result["report"]["after"]["violations"] == {} and result["report"]["after"]["mode"] == "audit"
+    asked = []
+    report = pw.watcher_report
+    monkeypatch.setattr(pw, "watcher_report", lambda sp: asked.append(1) or report(sp))
+    again = pw.converge(p)
+    assert again["changes"] == [] and not again["executable_changed"]
+    assert again["report"]["before"]["mode"] == "audit" and again["report"]["after"] == again["report"]["before"]
+    assert len(asked) == 1  # a run that changed nothing asks once
+    run = pw.Run(p)
+    run.finish(others_changed=True)  # the caller changed the host in between: asked again
+    assert len(asked) == 3

@@ -122,7 +122,8 @@ def role_text(current):
 def module_text(current_role):
     with open(MODULE) as handle:
         text = handle.read()
-    start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
+    start = text.index(BEGIN) + len(BEGIN)
+    stop = text.index(END, start)
     policy_doc = generated_role_spec(current_role)["argument_specs"]["main"]["options"]["host_network_policy"]
     subs = tree(host_network.policy_options(), policy_doc["options"], None, ["policy"], "suboptions")
     block = dump({"suboptions": subs})
@@ -130,10 +131,48 @@ def module_text(current_role):
     return text[:start] + block + text[stop:]
 
 
+WATCHER_BEGIN = "# BEGIN GENERATED watcher suboptions (tools/policy_docs.py writes them from the ports_watcher module)\n"
+_REF_RE = re.compile(r"(O|RV)\(([^)]*)\)")
+
+
+def _watcher_markup(text, names):
+    """The ports_watcher module's references as they resolve in the host_network module's docs."""
+    def one(match):
+        kind, ref = match.groups()
+        name = ref.split("=")[0].split(".")[0]
+        if kind == "O" and name in names and name not in host_network.WATCHER_DROP:
+            return "O(watcher.%s)" % ref
+        return "C(%s)" % ref
+    return _REF_RE.sub(one, text)
+
+
+def watcher_suboptions():
+    """The watcher option's suboptions: the ports_watcher module's options (its docs) but state and policy."""
+    spec = host_network.argument_spec()["watcher"]["options"]
+    theirs = module_doc("ports_watcher")["options"]
+    out = {}
+    for name, option in spec.items():
+        text = theirs[name]["description"]
+        entry = {"description": [_watcher_markup(t, spec) for t in ([text] if isinstance(text, str) else text)]}
+        for key in DOC_KEYS:
+            if key in option and option[key] is not None and not (key == "required" and not option[key]):
+                entry[key] = option[key]
+        out[name] = entry
+    return out
+
+
+def module_watcher_text(text):
+    start = text.index(WATCHER_BEGIN) + len(WATCHER_BEGIN)
+    stop = text.index(END, start)
+    block = dump({"suboptions": watcher_suboptions()})
+    block = "".join("    " + line if line.strip() else line for line in block.splitlines(True))
+    return text[:start] + block + text[stop:]
+
+
 def main(argv):
     check = "--check" in argv
     current = role_spec()
-    outputs = ((ROLE_SPEC, role_text(current)), (MODULE, module_text(current)))
+    outputs = ((ROLE_SPEC, role_text(current)), (MODULE, module_watcher_text(module_text(current))))
     stale = []
     for path, text in outputs:
         with open(path) as handle:

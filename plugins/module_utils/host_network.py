@@ -23,8 +23,8 @@ import errno
 import json
 import os
 
-from . import contract, ephemeral_ports, netns, policy, port_mapper, port_redirect, qdisc, transaction, veth
-from .errors import HostnetError, ValidationError
+from . import contract, ephemeral_ports, netns, policy, port_mapper, port_redirect, ports_watcher, qdisc, transaction, veth
+from .errors import ApplyError, HostnetError, ValidationError
 
 # (policy section, core part, module name) in the order the parts are created.
 PARTS = (
@@ -91,6 +91,11 @@ def policy_options():
     return out
 
 
+# The ports_watcher module's options the ``watcher`` option takes: its state and policy follow from the
+# host's policy (started with the watched tasks, stopped when no task is watched any more).
+WATCHER_DROP = ("state", "policy")
+
+
 def argument_spec():
     """The host_network module's argument spec (the role's spec for host_network_policy is the same tree)."""
     return {
@@ -98,6 +103,7 @@ def argument_spec():
         "record": {"type": "path", "default": "/run/hostnet/host_network.json"},
         "host": {"type": "str", "default": "this host"},
         "manage_watcher": {"type": "bool", "default": True},
+        "watcher": {"type": "dict", "options": contract.argument_spec(ports_watcher.OPTIONS, drop=WATCHER_DROP)},
     }
 
 
@@ -206,16 +212,51 @@ def _note_created(step, spec, result, planned):
             planned.add_route(spec.netns, address.network, spec.name)
 
 
-def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=True):
-    """Converge the host; returns the module's result (``changed``, ``changes``, ``parts``, ``diff``...)."""
+def _watcher_params(watcher, plan, previous, manage_watcher):
+    """The ports_watcher options this run converges the watcher with, or None when it leaves it alone."""
+    if watcher is None or not manage_watcher:
+        return None
+    if plan["watcher"]["enabled"]:
+        params = dict((k, v) for k, v in watcher.items() if k not in WATCHER_DROP)
+        params.update(state="started", policy=plan["watched_tasks"])
+        return params
+    if previous.get("watcher"):  # no task is watched any more: stop the watcher this module started
+        return {"state": "stopped", "service": watcher.get("service") or ports_watcher.OPTIONS["service"]["default"]}
+    return None
+
+
+def _watcher_error(exc, changes):
+    field = "watcher.%s" % exc.field if exc.field else "watcher"
+    if not changes:
+        return ValidationError(field, exc.reason)
+    return ApplyError(field, "%s; the network policy was applied (%d change%s), the watcher was not converged" % (
+        exc.reason, len(changes), "" if len(changes) == 1 else "s"))
+
+
+def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=True, watcher=None):
+    """Converge the host; returns the module's result (``changed``, ``changes``, ``parts``, ``diff``...).
+
+    With ``watcher`` (the ports_watcher module's options but state and policy), the ports watcher is
+    converged too, after the network: started with the watched tasks, or stopped when the previous run
+    started it and no task is watched any more. Its input is checked before anything changes; what it
+    saw (``report``) is asked before the network changes. A failure of the watcher's own steps leaves the
+    network converged and says so.
+    """
     plan = policy.check(host, raw_policy)  # raises PolicyError naming every bad field
     previous = read_record(record_path)
+    watcher_params = _watcher_params(watcher, plan, previous, manage_watcher)
+    watcher_run = None
+    if watcher_params is not None:
+        try:
+            watcher_run = ports_watcher.Run(watcher_params, check_mode=check_mode)  # checks, reads, plans, reports
+        except HostnetError as exc:
+            raise _watcher_error(exc, [])
     owned = policy.owned(plan)
     try:
         removed = policy.removed(previous, owned)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValidationError("record", _UNREADABLE % (record_path, "%s: %s" % (type(exc).__name__, exc)))
-    watched = bool(manage_watcher and plan["watcher"]["enabled"])
+    watched = bool(manage_watcher and plan["watcher"]["enabled"])  # (only then is a stopped watcher restarted)
     record = dict(owned, watcher=watched)
     planned = contract.Planned()
     parts = dict((section, []) for section, _p, _n in PARTS)
@@ -263,14 +304,32 @@ def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=Tru
             if record != union or old_text is None:
                 write_record(record_path, record)
                 transaction.keep("write the record", _restore_record(record_path, old_text))
+    watcher_result = {"enabled": plan["watcher"]["enabled"], "mode": plan["watcher"]["mode"],
+                      "tasks": plan["watched_tasks"], "was_managed": bool(previous.get("watcher")),
+                      "converged": watcher_run is not None}
+    if watcher_run is not None:
+        try:
+            result = watcher_run.finish(others_changed=bool(changes) or record_changed)
+        except HostnetError as exc:
+            raise _watcher_error(exc, changes)
+        except OSError as exc:
+            raise _watcher_error(ApplyError(None, str(exc)), changes)
+        watcher_diff = result.pop("diff", None) or []
+        for sentence in result.get("changes") or []:
+            changes.append("ports_watcher (%s): %s" % (watcher_params["service"] if "service" in watcher_params
+                                                       else "watcher", sentence))
+        if watcher_diff:
+            diff["before"]["ports_watcher"] = dict((d["before_header"], d["before"]) for d in watcher_diff)
+            diff["after"]["ports_watcher"] = dict((d["after_header"], d["after"]) for d in watcher_diff)
+        result.pop("changed", None)
+        watcher_result.update(result)
     return {
         "changed": bool(changes) or record_changed,
         "changes": changes,
         "parts": parts,
         "removed": removals,
         "record": {"path": record_path, "changed": record_changed},
-        "watcher": {"enabled": plan["watcher"]["enabled"], "mode": plan["watcher"]["mode"],
-                    "tasks": plan["watched_tasks"], "was_managed": bool(previous.get("watcher"))},
+        "watcher": watcher_result,
         "plan": plan,
         "diff": diff,
     }

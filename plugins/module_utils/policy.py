@@ -377,6 +377,7 @@ def check(host, policy):
                           **dict((k, v) for k, v in watcher.items() if v is not None))
     out["watched_tasks"] = [dict((k, t[k]) for k in TASK_KEYS if t.get(k) not in (None, ""))
                             for t in watched] if out["watcher"]["enabled"] else []
+    out["requirements"] = requirements(out)
     return out
 
 

@@ -24,8 +24,7 @@ description:
     namespace cannot be undone; those run last, after everything that can fail before them.'
   - Check mode plans every part against the state the run itself produces (a veth in a namespace the run creates,
     a qdisc on a veth it creates), so it reports exactly the changes the real run makes.
-  - The ports watcher is not run by this module; the role hands the watched tasks to
-    P(hostnet.isolation.ports_watcher#role).
+  - With O(watcher), the ports watcher is converged in the same run, after the network, for the watched tasks.
 author:
   - hostnet.isolation contributors (@hostnet)
 requirements:
@@ -47,9 +46,95 @@ options:
     type: str
     default: this host
   manage_watcher:
-    description: Whether the caller runs the ports watcher for the watched tasks (recorded, so a later run knows to stop it).
+    description:
+      - Whether the ports watcher runs for the watched tasks, recorded so a later run knows to stop it.
+      - With O(watcher), this module converges it; without, the caller does (and stops it when RV(watcher)'s
+        C(was_managed) is true and no task is watched any more).
     type: bool
     default: true
+  watcher:
+    description:
+      - Converge the ports watcher in the same run, as M(hostnet.isolation.ports_watcher) does with these options
+        (the P(hostnet.isolation.host_network#role) role passes the executable it built on the controller, so a
+        host needs one module run in all). Its policy is the watched tasks of O(policy).
+      - 'After the network: started when some task is watched (and O(manage_watcher)), stopped and disabled when the
+        previous run started it and no task is watched any more, left alone otherwise.'
+      - 'Its options are checked, the host read and the new configuration and policy checked by the new executable
+        before the network changes; the watcher is asked what it sees (O(watcher.report)) before too. A failure of
+        its own later steps (a service that does not start) leaves the network converged: the error says so and
+        names C(watcher.<option>).'
+    type: dict
+# BEGIN GENERATED watcher suboptions (tools/policy_docs.py writes them from the ports_watcher module)
+    suboptions:
+      service:
+        description:
+          - The systemd service's name, without C(.service).
+        type: str
+        default: hostnet-ports-watcher
+      config:
+        description:
+          - The watcher's configuration (its options, as in the README), written as JSON (keys sorted, indent 2).
+          - Required with C(state=started). Its C(policy_dir) is where C(policy) goes; the directory of its C(event_log) is
+            made when missing.
+        type: dict
+      config_file:
+        description:
+          - Where the configuration is written.
+        type: path
+        default: /etc/hostnet/ports-watcher.json
+      unit:
+        description:
+          - The text of the systemd unit. Required with C(state=started).
+        type: str
+      unit_dir:
+        description:
+          - Where the unit is written.
+        type: path
+        default: /etc/systemd/system
+      executable:
+        description:
+          - Where the watcher executable is, installed from O(watcher.executable_content) or before this module runs; it checks
+            the configuration and policy.
+        type: path
+        default: /usr/local/sbin/hostnet-ports-watcher
+      python:
+        description:
+          - The Python interpreter that runs O(watcher.executable) for the check.
+        type: path
+        default: /usr/bin/python3
+      executable_changed:
+        description:
+          - The executable was just installed or replaced (the role passes its copy's result), so a running service is restarted.
+          - In check mode it also means the executable on the host is not the one that will run, so the check of the configuration
+            is skipped (C(checked) says so).
+        type: bool
+        default: false
+      old_lib_dir:
+        description:
+          - Where earlier versions of the role put the watcher's sources; C(src/hostnet_core) and C(src/__main__.py) there are
+            removed when present.
+        type: path
+      executable_content:
+        description:
+          - The executable's bytes, base64-encoded; installed at O(watcher.executable) when they differ from what is there,
+            which counts as O(watcher.executable_changed). The new configuration and policy are checked by these bytes, not
+            by the executable installed before (so in check mode too).
+          - Not echoed back (C(no_log)).
+        type: str
+      packages:
+        description:
+          - Debian packages the executable needs (on Debian and Ubuntu hosts); those not installed are installed with C(apt-get)
+            before anything else. Give V([]) on other hosts and install them another way.
+        type: list
+        elements: str
+        default: []
+      report:
+        description:
+          - Ask the watcher what it sees (O(watcher.python) O(watcher.executable) C(--config) O(watcher.config_file) C(--report
+            --json), which only looks) before the run changes anything and after it, and return both as C(report).
+        type: bool
+        default: false
+# END GENERATED
   policy:
     description: The host's network policy.
     type: dict
@@ -559,12 +644,19 @@ record:
   type: dict
   sample: {"path": /run/hostnet/host_network.json, "changed": false}
 watcher:
-  description: The watcher settings of the checked policy, its watched tasks, and whether the previous run's record
-    said the watcher was managed (so the caller stops a watcher it no longer needs).
+  description:
+    - The watcher settings of the checked policy, its watched tasks, whether the previous run's record said the
+      watcher was managed (so a caller without O(watcher) stops a watcher it no longer needs), and whether this
+      run converged it (C(converged)).
+    - When it did, also what M(hostnet.isolation.ports_watcher) returns (C(changes), C(active_state),
+      C(unit_changed), C(checked), C(executable_changed), C(exposure), and C(report) with O(watcher.report)).
+    - 'Its changes are in RV(changes) too, as C(ports_watcher (<service>): <sentence>).'
   returned: always
   type: dict
   sample: {"enabled": true, "mode": "audit", "tasks": [{"name": "web", "ports": "31000-31015",
-           "cgroup": "/mesos/web"}], "was_managed": true}
+           "cgroup": "/mesos/web"}], "was_managed": true, "converged": true, "active_state": "active",
+           "changes": [], "unit_changed": false, "checked": false, "executable_changed": false, "exposure": null,
+           "report": {"before": {"violations": {}}, "after": {"violations": {}}}}
 problems:
   description: When the policy is refused, every problem as C([field, reason]).
   returned: failure
@@ -602,7 +694,8 @@ def main():
     params = module.params
     try:
         result = host_network.converge(params["host"], params["policy"], params["record"],
-                                       check_mode=module.check_mode, manage_watcher=params["manage_watcher"])
+                                       check_mode=module.check_mode, manage_watcher=params["manage_watcher"],
+                                       watcher=params["watcher"])
     except PolicyError as exc:
         module.fail_json(msg=str(exc), problems=[list(p) for p in exc.problems],
                          invocation=dict(module_args=_invocation(params)))

@@ -42,9 +42,10 @@ $(BUILD)/deps.stamp: apt-packages.txt
 	@touch $@
 deps: $(BUILD)/deps.stamp
 
-$(VENV)/stamp: requirements.txt
+# The repository's tooling (tests/requirements.txt), not the collection's dependencies (meta/, bindep.txt).
+$(VENV)/stamp: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -r tests/requirements.txt
 	@touch $@
 venv: $(VENV)/stamp
 
@@ -148,9 +149,9 @@ test-molecule: molecule-setup collection
 
 # ansible-test pins its own linters: they get a venv of their own so they never fight ansible-lint's.
 SANITY_VENV := $(BUILD)/sanity-venv
-$(SANITY_VENV)/stamp: requirements.txt
+$(SANITY_VENV)/stamp: tests/requirements.txt
 	$(PYTHON) -m venv $(SANITY_VENV)
-	$(SANITY_VENV)/bin/pip install -q "$$(grep -E '^ansible-core==' requirements.txt)"
+	$(SANITY_VENV)/bin/pip install -q "$$(grep -E '^ansible-core==' tests/requirements.txt)"
 	@touch $@
 
 # ansible-test needs the collection under ansible_collections/<ns>/<name>: copy the tracked files.

@@ -24,7 +24,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help deps venv collection cni-plugin watcher demo sandbox-up sandbox-down test test-unit test-integration \
-        test-examples test-molecule test-kernels molecule-setup sanity lint clean
+        test-examples test-molecule test-kernels molecule-setup sanity lint clean test-packaging
 
 help:
 	@echo "make demo   - converge a local sandbox fleet (systemd containers) and show what it did"
@@ -79,7 +79,7 @@ demo: deps venv collection molecule-setup
 	image=$$($(MOLECULE_ENV) molecule/image/build-image.sh) && \
 	  $(MOLECULE_ENV) $(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --image $$image
 
-test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint
+test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint test-packaging
 	@echo "make test: all checks passed"
 
 test-unit: venv collection  # the policy-schema test runs the filter plugin as installed
@@ -167,6 +167,25 @@ sanity: deps $(SANITY_VENV)/stamp
 
 lint: venv collection
 	$(BIN)/ansible-lint --offline --profile production
+
+# Packaging: the changelog fragments (antsibull-changelog lint) and CHANGELOG.md as the tool writes it from
+# changelogs/changelog.yaml; what ansible-builder introspect reads from the installed collection (exactly
+# its runtime dependencies) and what the tarball ships (tests/packaging). Its tools have a venv of their own,
+# pinned in tests/packaging/requirements.txt and rebuilt when that file changes.
+PKG_VENV := $(BUILD)/pkg-venv
+$(PKG_VENV)/stamp: tests/packaging/requirements.txt
+	rm -rf $(PKG_VENV)
+	$(PYTHON) -m venv $(PKG_VENV)
+	$(PKG_VENV)/bin/pip install -q -r tests/packaging/requirements.txt
+	@touch $@
+
+test-packaging: venv collection $(PKG_VENV)/stamp
+	$(PKG_VENV)/bin/antsibull-changelog lint
+	$(PKG_VENV)/bin/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	@$(PKG_VENV)/bin/antsibull-changelog generate --output $(BUILD)/CHANGELOG.md --output-format md && \
+	  diff -u CHANGELOG.md $(BUILD)/CHANGELOG.md || \
+	  { echo "CHANGELOG.md is not what antsibull-changelog generate writes: edit changelogs/, not CHANGELOG.md"; exit 1; }
+	PKG_VENV=$(PKG_VENV) TARBALL=$(TARBALL) $(BIN)/python -m pytest -q -p no:cacheprovider tests/packaging
 
 clean:
 	rm -rf $(BUILD) $(VENV)

@@ -62,8 +62,12 @@ def introspect():
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     data = yaml.safe_load(proc.stdout)
-    strip = lambda line: line.split("  # from collection ")[0]  # noqa: E731
-    return [strip(x) for x in data["python"]], [strip(x) for x in data["system"]]
+    return [_source_dropped(x) for x in data["python"]], [_source_dropped(x) for x in data["system"]]
+
+
+def _source_dropped(line):
+    """An introspect line without the comment naming the collection it came from."""
+    return line.split("  # from collection ")[0]
 
 
 def test_introspect_lists_exactly_the_runtime_dependencies():

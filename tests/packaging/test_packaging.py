@@ -57,8 +57,11 @@ SHIPPED = ["README.md", "LICENSE", "CHANGELOG.md", "changelogs/changelog.yaml", 
            "roles/ports_watcher/templates/hostnet-ports-watcher.service.j2"]
 
 
-def introspect():
-    proc = subprocess.run([os.path.join(PKG_VENV, "bin", "ansible-builder"), "introspect", COLLECTIONS],
+def introspect(tmp_path):
+    """ansible-builder's view of the installed collection alone (other collections may share its path)."""
+    os.makedirs(str(tmp_path / "ansible_collections" / "hostnet"))
+    os.symlink(INSTALLED, str(tmp_path / "ansible_collections" / "hostnet" / "isolation"))
+    proc = subprocess.run([os.path.join(PKG_VENV, "bin", "ansible-builder"), "introspect", str(tmp_path)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     data = yaml.safe_load(proc.stdout)
@@ -70,8 +73,8 @@ def _source_dropped(line):
     return line.split("  # from collection ")[0]
 
 
-def test_introspect_lists_exactly_the_runtime_dependencies():
-    python, system = introspect()
+def test_introspect_lists_exactly_the_runtime_dependencies(tmp_path):
+    python, system = introspect(tmp_path)
     assert python == [], "an execution environment would pip install %s" % python
     assert system == EXPECTED_SYSTEM
 

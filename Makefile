@@ -24,7 +24,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help deps venv collection cni-plugin watcher demo sandbox-up sandbox-down test test-unit test-integration \
-        test-examples test-molecule test-kernels molecule-setup sanity lint clean
+        test-examples test-molecule test-kernels molecule-setup sanity lint clean test-packaging
 
 help:
 	@echo "make demo   - converge a local sandbox fleet (systemd containers) and show what it did"
@@ -42,9 +42,10 @@ $(BUILD)/deps.stamp: apt-packages.txt
 	@touch $@
 deps: $(BUILD)/deps.stamp
 
-$(VENV)/stamp: requirements.txt
+# The repository's tooling (tests/requirements.txt), not the collection's dependencies (meta/, bindep.txt).
+$(VENV)/stamp: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -r tests/requirements.txt
 	@touch $@
 venv: $(VENV)/stamp
 
@@ -78,7 +79,7 @@ demo: deps venv collection molecule-setup
 	image=$$($(MOLECULE_ENV) molecule/image/build-image.sh) && \
 	  $(MOLECULE_ENV) $(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --image $$image
 
-test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint
+test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint test-packaging
 	@echo "make test: all checks passed"
 
 test-unit: venv collection  # the policy-schema test runs the filter plugin as installed
@@ -148,9 +149,9 @@ test-molecule: molecule-setup collection
 
 # ansible-test pins its own linters: they get a venv of their own so they never fight ansible-lint's.
 SANITY_VENV := $(BUILD)/sanity-venv
-$(SANITY_VENV)/stamp: requirements.txt
+$(SANITY_VENV)/stamp: tests/requirements.txt
 	$(PYTHON) -m venv $(SANITY_VENV)
-	$(SANITY_VENV)/bin/pip install -q "$$(grep -E '^ansible-core==' requirements.txt)"
+	$(SANITY_VENV)/bin/pip install -q "$$(grep -E '^ansible-core==' tests/requirements.txt)"
 	@touch $@
 
 # ansible-test needs the collection under ansible_collections/<ns>/<name>: copy the tracked files.
@@ -166,6 +167,25 @@ sanity: deps $(SANITY_VENV)/stamp
 
 lint: venv collection
 	$(BIN)/ansible-lint --offline --profile production
+
+# Packaging: the changelog fragments (antsibull-changelog lint) and CHANGELOG.md as the tool writes it from
+# changelogs/changelog.yaml; what ansible-builder introspect reads from the installed collection (exactly
+# its runtime dependencies) and what the tarball ships (tests/packaging). Its tools have a venv of their own,
+# pinned in tests/packaging/requirements.txt and rebuilt when that file changes.
+PKG_VENV := $(BUILD)/pkg-venv
+$(PKG_VENV)/stamp: tests/packaging/requirements.txt
+	rm -rf $(PKG_VENV)
+	$(PYTHON) -m venv $(PKG_VENV)
+	$(PKG_VENV)/bin/pip install -q -r tests/packaging/requirements.txt
+	@touch $@
+
+test-packaging: venv collection $(PKG_VENV)/stamp
+	$(PKG_VENV)/bin/antsibull-changelog lint
+	$(PKG_VENV)/bin/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	@$(PKG_VENV)/bin/antsibull-changelog generate --output $(BUILD)/CHANGELOG.md --output-format md && \
+	  diff -u CHANGELOG.md $(BUILD)/CHANGELOG.md || \
+	  { echo "CHANGELOG.md is not what antsibull-changelog generate writes: edit changelogs/, not CHANGELOG.md"; exit 1; }
+	PKG_VENV=$(PKG_VENV) TARBALL=$(TARBALL) $(BIN)/python -m pytest -q -p no:cacheprovider tests/packaging
 
 clean:
 	rm -rf $(BUILD) $(VENV)

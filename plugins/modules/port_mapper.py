@@ -236,6 +236,13 @@ engine:
   returned: always
   type: str
   sample: libnftables
+network:
+  description: >-
+    The network the task converged, as given in O(network): the name C(port_mapper) records as the owner of
+    RV(chain) (a later task with another O(network) cannot take that table or chain over).
+  returned: always
+  type: str
+  sample: bridge0
 chain:
   description: The nftables table or iptables chain that holds the network.
   returned: always

@@ -9,11 +9,13 @@ Topology inside a hermetic host ("host" is its network namespace):
     c2 ns      10.88.0.3 / fd00:88::3    --veth-- br0
 """
 
+import ast
 import os
 import subprocess
 import time
 
 import pytest
+import yaml
 
 from harness.assertions import assert_converges, assert_rejected, assert_same
 from harness.runner import INTERPRETERS, run_module
@@ -272,6 +274,25 @@ def test_auto_follows_what_the_host_uses(host):
     run_module(host, MOD, {"network": "pm", "state": "absent"}, OS_PY)
     host.sh("iptables-nft -t filter -A INPUT -p tcp --dport 22 -j ACCEPT")  # the host's own iptables-nft rules
     assert run_module(host, MOD, args, OS_PY)["backend"] == "iptables-nft"
+
+
+# Keys a result carries from Ansible itself (and the runner: "action", "_host", "_task"), not from RETURN.
+ANSIBLE_KEYS = {"changed", "invocation", "diff", "warnings", "deprecations", "action"}
+
+
+def test_every_result_key_is_documented(host):
+    """What a run returns is what RETURN documents, no more (``network`` was once returned undocumented)."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "modules", "port_mapper.py")) as f:
+        tree = ast.parse(f.read())
+    documented = next(yaml.safe_load(node.value.value) for node in tree.body if isinstance(node, ast.Assign)
+                      and getattr(node.targets[0], "id", None) == "RETURN")
+    host.sh(TOPOLOGY)
+    result = run_module(host, MOD, {"network": "pm", "mappings": BASE[:1]}, OS_PY)
+    assert not result.get("failed"), result
+    assert result["network"] == "pm"
+    returned = set(k for k in result if not k.startswith("_")) - ANSIBLE_KEYS
+    assert returned == set(documented), "undocumented: %s; documented, not returned: %s" % (
+        sorted(returned - set(documented)), sorted(set(documented) - returned))
 
 
 def test_empty_list_with_absent_removes_nothing(net):

@@ -91,13 +91,7 @@ class EphemeralSpec:
                 or state_file.endswith("/"):
             raise ValidationError("state_file", "%r is not the absolute path of a file" % (state_file,))
         self.state_file = state_file
-        if netns is not None and netns_pid is not None:  # each value's own faults first, then the pair's
-            nsutil.netns_path("netns", name=netns, netns_dir=netns_dir)
-            nsutil.netns_path("netns_pid", pid=netns_pid)
-            raise ValidationError("netns", "give either netns or netns_pid, not both")
-        field = "netns_pid" if netns_pid is not None else "netns"
-        self.netns = nsutil.netns_path(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
-        self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid is not None else None)
+        self.netns, self.netns_label = nsutil.netns_option(netns, netns_pid, netns_dir, own=None)
         self.size = _power_of_two("size", 1024 if size is None else size)
         self.agent_ports = portranges.parse("agent_ports", agent_ports) if agent_ports is not None else []
         self.pool = portranges.parse("pool", pool if pool is not None else "1024-65535", low=1024)
@@ -125,7 +119,8 @@ class EphemeralSpec:
             raise ValidationError("netns", "required (or netns_pid): the container's namespace gets the range")
         planned = planned or contract.NOTHING_PLANNED
         if host and not planned.netns(self.netns):
-            self.netns = nsutil.resolve_netns(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
+            self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns", name=netns,
+                                              pid=netns_pid, netns_dir=netns_dir)
 
     def _requested(self, requested, size):
         pairs = portranges.parse("range", requested, low=1024)

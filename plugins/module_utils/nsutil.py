@@ -231,6 +231,19 @@ def netns_path(field, name=None, pid=None, netns_dir=DEFAULT_NETNS_DIR, dir_fiel
     return os.path.join(netns_dir or DEFAULT_NETNS_DIR, name)
 
 
+def netns_option(netns, netns_pid, netns_dir=DEFAULT_NETNS_DIR, own="(current)"):
+    """(path, label) of the namespace a module's ``netns`` / ``netns_pid`` pair names (path None and label
+    ``own`` for the module's own); pure. Each value's own faults are named first, then giving both."""
+    if netns is not None and netns_pid is not None:
+        netns_path("netns", name=netns, netns_dir=netns_dir)
+        netns_path("netns_pid", pid=netns_pid)
+        raise ValidationError("netns", "give either netns or netns_pid, not both")
+    field = "netns_pid" if netns_pid is not None else "netns"
+    path = netns_path(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
+    label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid is not None else own)
+    return path, label
+
+
 def resolve_netns(field, name=None, pid=None, netns_dir=DEFAULT_NETNS_DIR):
     """Path of a namespace given by name (in ``netns_dir``), absolute path, or pid.
 

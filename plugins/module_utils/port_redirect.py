@@ -103,13 +103,7 @@ class RedirectSpec:
             self.address = validate.ip_address("address", address)
             if self.address.version != 4:
                 raise ValidationError("address", "%s is not IPv4 (u32 port filters match IPv4 only)" % address)
-        if netns is not None and netns_pid is not None:  # each value's own faults first, then the pair's
-            nsutil.netns_path("netns", name=netns, netns_dir=netns_dir)
-            nsutil.netns_path("netns_pid", pid=netns_pid)
-            raise ValidationError("netns", "give either netns or netns_pid, not both")
-        field = "netns_pid" if netns_pid is not None else "netns"
-        self.netns = nsutil.netns_path(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
-        self.netns_label = netns if netns is not None else ("pid %d" % netns_pid if netns_pid else "(current)")
+        self.netns, self.netns_label = nsutil.netns_option(netns, netns_pid, netns_dir)
         self.ports = []
         if state == "present":
             if ports is None:
@@ -121,7 +115,8 @@ class RedirectSpec:
             raise ValidationError("ports", "does not apply to state=absent")
         planned = planned or contract.NOTHING_PLANNED
         if host and not planned.netns(self.netns):
-            self.netns = nsutil.resolve_netns(field, name=netns, pid=netns_pid, netns_dir=netns_dir)
+            self.netns = nsutil.resolve_netns("netns_pid" if netns_pid is not None else "netns", name=netns,
+                                              pid=netns_pid, netns_dir=netns_dir)
 
     def blocks(self):
         """[(first, size)] power-of-two aligned blocks covering ``ports``."""

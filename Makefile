@@ -24,7 +24,8 @@ export ANSIBLE_FORCE_COLOR := 0
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help deps venv collection cni-plugin watcher demo sandbox-up sandbox-down test test-unit test-integration \
-        test-examples test-molecule test-kernels molecule-setup sanity lint clean test-packaging
+        test-examples test-molecule test-kernels molecule-setup sanity lint clean test-packaging \
+        galaxy-importer docs-lint docs
 
 help:
 	@echo "make demo   - converge a local sandbox fleet (systemd containers) and show what it did"
@@ -79,7 +80,8 @@ demo: deps venv collection molecule-setup
 	image=$$($(MOLECULE_ENV) molecule/image/build-image.sh) && \
 	  $(MOLECULE_ENV) $(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --image $$image
 
-test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint test-packaging
+test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint test-packaging \
+      galaxy-importer docs-lint docs
 	@echo "make test: all checks passed"
 
 test-unit: venv collection  # the policy-schema test runs the filter plugin as installed
@@ -186,6 +188,41 @@ test-packaging: venv collection $(PKG_VENV)/stamp
 	  diff -u CHANGELOG.md $(BUILD)/CHANGELOG.md || \
 	  { echo "CHANGELOG.md is not what antsibull-changelog generate writes: edit changelogs/, not CHANGELOG.md"; exit 1; }
 	PKG_VENV=$(PKG_VENV) TARBALL=$(TARBALL) $(BIN)/python -m pytest -q -p no:cacheprovider tests/packaging
+
+# The documentation tools pin their own ansible-core and ansible-lint: a venv of their own.
+DOCS_VENV := $(BUILD)/docs-venv
+$(DOCS_VENV)/stamp: tests/requirements-docs.txt
+	rm -rf $(DOCS_VENV)
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/pip install -q -r tests/requirements-docs.txt
+	@touch $@
+
+# galaxy-importer, as Galaxy and Automation Hub run it on an upload, on the built tarball, with its
+# default configuration but for its ansible-test step (tests/galaxy-importer.cfg): that step pulls a
+# container image from a registry, and `make sanity` runs ansible-test on the same files instead.
+# It exits non-zero on fatal errors only and reports the rest - a plugin ansible-doc cannot document,
+# ansible-lint's findings - as ERROR: / WARNING: lines: any such line fails here.
+galaxy-importer: collection $(DOCS_VENV)/stamp
+	@rm -rf $(BUILD)/galaxy-importer && mkdir -p $(BUILD)/galaxy-importer
+	cd $(BUILD)/galaxy-importer && GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy-importer.cfg \
+	  PATH=$(DOCS_VENV)/bin:$$PATH python -m galaxy_importer.main $(TARBALL) > importer.log 2>&1 \
+	  || { cat importer.log; exit 1; }
+	@grep -v '^Loading ' $(BUILD)/galaxy-importer/importer.log
+	@if grep -qE '^(ERROR|WARNING)' $(BUILD)/galaxy-importer/importer.log; then \
+	  echo "make galaxy-importer: the importer reported errors or warnings (above)"; exit 1; fi
+
+# antsibull-docs' linter: the docs' markup and every reference in them (O(), M(), P()) of every plugin
+# and role, as the Ansible docsite renders them; references to ansible.builtin are checked too, and one
+# to a collection that is neither fails. It lints the files git lists (tracked or not ignored).
+docs-lint: $(DOCS_VENV)/stamp
+	PATH=$(DOCS_VENV)/bin:$$PATH antsibull-docs lint-collection-docs --plugin-docs \
+	  --validate-collection-refs dependent --disallow-unknown-collection-refs .
+
+# The docs site (docs/site, made with `antsibull-docs sphinx-init`) of the installed collection, into
+# .build/docs/html; Sphinx's warnings fail the build.
+docs: collection $(DOCS_VENV)/stamp
+	PATH=$(DOCS_VENV)/bin:$$PATH DOCS_BUILD_DIR=$(BUILD)/docs docs/site/build.sh
+	@echo "docs site: $(BUILD)/docs/html/index.html"
 
 clean:
 	rm -rf $(BUILD) $(VENV)

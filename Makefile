@@ -23,7 +23,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help deps venv collection cni-plugin watcher demo sandbox-up sandbox-down test test-unit test-integration \
-        test-examples test-molecule test-kernels molecule-setup sanity lint clean
+        test-examples test-molecule test-kernels molecule-setup sanity test-compat lint clean
 
 help:
 	@echo "make demo   - converge a local sandbox fleet (systemd containers) and show what it did"
@@ -77,7 +77,7 @@ demo: deps venv collection molecule-setup
 	image=$$($(MOLECULE_ENV) molecule/image/build-image.sh) && \
 	  $(MOLECULE_ENV) $(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --image $$image
 
-test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint
+test: deps venv collection test-unit test-integration test-kernels test-molecule test-compat sanity lint
 	@echo "make test: all checks passed"
 
 test-unit: venv collection  # the policy-schema test runs the filter plugin as installed
@@ -182,6 +182,15 @@ sanity-%: deps $(BUILD)/core-%/stamp
 	  cp tests/sanity/pip_bootstrap.py $(BUILD)/ansible-test-home-$*/.ansible/test/cache/get_pip_$$pipver.py
 	cd $(BUILD)/sanity-$*/ansible_collections/hostnet/isolation && HOME=$(BUILD)/ansible-test-home-$* \
 	  PATH=$(BUILD)/core-$*/bin:$$PATH ansible-test sanity --requirements --python $(CORE_PYTHON_$*) --color no
+
+# The compatibility matrix: on each of COMPAT_CORES, the collection tarball installed by that version's own
+# ansible-galaxy into its venv, and tests/compat's playbook run by that version in a hermetic host (the
+# filters on its controller, the host_network module: changes, then idempotent, and check mode).
+test-compat: deps venv collection $(foreach v,$(COMPAT_CORES),$(BUILD)/core-$(v)/stamp)
+	@for v in $(COMPAT_CORES); do \
+	  ANSIBLE_COLLECTIONS_PATH=$(BUILD)/core-$$v/collections $(BUILD)/core-$$v/bin/ansible-galaxy \
+	    collection install --force -p $(BUILD)/core-$$v/collections $(TARBALL) >/dev/null || exit 1; done
+	COMPAT_CORES="$(COMPAT_CORES)" $(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS) tests/compat
 
 lint: venv collection
 	$(BIN)/ansible-lint --offline --profile production

@@ -14,7 +14,6 @@ BUILD := $(CURDIR)/.build
 COLLECTIONS := $(BUILD)/collections
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL := $(BUILD)/hostnet-isolation-$(VERSION).tar.gz
-SANITY_ROOT := $(BUILD)/sanity/ansible_collections/hostnet/isolation
 JOBS ?= 2
 SANDBOX_HOSTS ?= 4
 
@@ -24,7 +23,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help deps venv collection cni-plugin watcher demo sandbox-up sandbox-down test test-unit test-integration \
-        test-examples test-molecule test-kernels molecule-setup sanity lint clean test-packaging \
+        test-examples test-molecule test-kernels molecule-setup sanity test-compat lint clean test-packaging \
         galaxy-importer docs-lint docs
 
 help:
@@ -80,8 +79,8 @@ demo: deps venv collection molecule-setup
 	image=$$($(MOLECULE_ENV) molecule/image/build-image.sh) && \
 	  $(MOLECULE_ENV) $(BIN)/python -m tests.harness.sandbox demo --hosts $(SANDBOX_HOSTS) --image $$image
 
-test: deps venv collection test-unit test-integration test-kernels test-molecule sanity lint test-packaging \
-      galaxy-importer docs-lint docs
+test: deps venv collection test-unit test-integration test-kernels test-molecule test-compat sanity lint \
+      test-packaging galaxy-importer docs-lint docs
 	@echo "make test: all checks passed"
 
 test-unit: venv collection  # the policy-schema test runs the filter plugin as installed
@@ -149,23 +148,52 @@ test-molecule: molecule-setup collection
 	  $(MOLECULE_ENV) MOLECULE_IMAGE=$$image $(BIN)/molecule test -s $$s || exit 1; \
 	done
 
-# ansible-test pins its own linters: they get a venv of their own so they never fight ansible-lint's.
-SANITY_VENV := $(BUILD)/sanity-venv
-$(SANITY_VENV)/stamp: tests/requirements.txt
-	$(PYTHON) -m venv $(SANITY_VENV)
-	$(SANITY_VENV)/bin/pip install -q "$$(grep -E '^ansible-core==' tests/requirements.txt)"
+# ansible-core versions the collection supports (meta/runtime.yml: >=2.16.0), each in a venv of its own,
+# .build/core-<version>, pinned in tests/compat/requirements-ansible-core-<version>.txt (a changed pin
+# rebuilds it), on a controller Python that version supports (pyenv's, else pythonX.Y on PATH).
+# 2.16 (3.10-3.12) and 2.19 (3.11-3.13) on 3.11, CI's own and Debian 12's; 2.18 (3.11-3.13) and 2.20
+# (3.12-3.14) on 3.12; 2.21 (3.12-3.14) on 3.13, the newest here: every controller Python CI has is tested.
+COMPAT_CORES ?= 2.16 2.18 2.19 2.20 2.21
+SANITY_CORES ?= 2.16 2.21
+CORE_PYTHON_2.16 := 3.11
+CORE_PYTHON_2.18 := 3.12
+CORE_PYTHON_2.19 := 3.11
+CORE_PYTHON_2.20 := 3.12
+CORE_PYTHON_2.21 := 3.13
+PYENV_ROOT ?= /root/.pyenv
+python_for = $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)))),python$(1))
+$(BUILD)/core-%/stamp: tests/compat/requirements-ansible-core-%.txt
+	rm -rf $(@D)
+	$(call python_for,$(CORE_PYTHON_$*)) -m venv $(@D)
+	$(@D)/bin/pip install -q -r $<
 	@touch $@
+.PRECIOUS: $(BUILD)/core-%/stamp
 
-# ansible-test needs the collection under ansible_collections/<ns>/<name>: copy the tracked files.
-sanity: deps $(SANITY_VENV)/stamp
-	@rm -rf $(BUILD)/sanity && mkdir -p $(SANITY_ROOT)
-	@git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
-	@cd $(SANITY_ROOT) && git init -q && git add -A  # ansible-test lists files through git
-	@pipver=$$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" $(SANITY_VENV)/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -1 | tr . _); \
-	  mkdir -p $(BUILD)/ansible-test-home/.ansible/test/cache && \
-	  cp tests/sanity/pip_bootstrap.py $(BUILD)/ansible-test-home/.ansible/test/cache/get_pip_$$pipver.py
-	cd $(SANITY_ROOT) && HOME=$(BUILD)/ansible-test-home PATH=$(SANITY_VENV)/bin:$$PATH \
-	  ansible-test sanity --requirements --python 3.11 --color no
+# ansible-test sanity on the oldest and the newest supported ansible-core, no ignore files. ansible-test
+# needs the collection under ansible_collections/<ns>/<name>: copy the tracked files. Its linters get
+# venvs of their own (--requirements) under a HOME of its own per version. --python is the version's
+# venv Python: a controller Python, so pylint and validate-modules run (on another they are skipped),
+# and 2.16's 3.11 is also Debian 12's, the managed hosts' Python, for the import and compile tests.
+sanity: $(addprefix sanity-,$(SANITY_CORES))
+sanity-%: deps $(BUILD)/core-%/stamp
+	@root=$(BUILD)/sanity-$*/ansible_collections/hostnet/isolation && rm -rf $(BUILD)/sanity-$* && mkdir -p $$root && \
+	  git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $$root/ && \
+	  cd $$root && git init -q && git add -A  # ansible-test lists files through git
+	@# ansible-test runs a cached get-pip script in each venv it makes: ours installs pip from PyPI
+	@pipver=$$(sed -n "s/.*pip='\([0-9.]*\)'.*/\1/p" $(BUILD)/core-$*/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -1 | tr . _); \
+	  test -n "$$pipver" && mkdir -p $(BUILD)/ansible-test-home-$*/.ansible/test/cache && \
+	  cp tests/sanity/pip_bootstrap.py $(BUILD)/ansible-test-home-$*/.ansible/test/cache/get_pip_$$pipver.py
+	cd $(BUILD)/sanity-$*/ansible_collections/hostnet/isolation && HOME=$(BUILD)/ansible-test-home-$* \
+	  PATH=$(BUILD)/core-$*/bin:$$PATH ansible-test sanity --requirements --python $(CORE_PYTHON_$*) --color no
+
+# The compatibility matrix: on each of COMPAT_CORES, the collection tarball installed by that version's own
+# ansible-galaxy into its venv, and tests/compat's playbook run by that version in a hermetic host (the
+# filters on its controller, the host_network module: changes, then idempotent, and check mode).
+test-compat: deps venv collection $(foreach v,$(COMPAT_CORES),$(BUILD)/core-$(v)/stamp)
+	@for v in $(COMPAT_CORES); do \
+	  ANSIBLE_COLLECTIONS_PATH=$(BUILD)/core-$$v/collections $(BUILD)/core-$$v/bin/ansible-galaxy \
+	    collection install --force -p $(BUILD)/core-$$v/collections $(TARBALL) >/dev/null || exit 1; done
+	COMPAT_CORES="$(COMPAT_CORES)" $(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS) tests/compat
 
 lint: venv collection
 	$(BIN)/ansible-lint --offline --profile production

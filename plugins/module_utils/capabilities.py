@@ -74,6 +74,9 @@ def _version_tuple(text):
 
 
 def _run(argv):
+    # Also runs in a forked child in a throwaway netns (_probe_netfilter), where run_command's fail_json
+    # would print a module result from the child; and run_command has no timeout: a probe must not hang.
+    # pylint: disable-next=ansible-bad-function
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                           check=False, timeout=20)
     return proc.returncode, proc.stdout.strip()

@@ -82,6 +82,8 @@ class Nft:
             return self.library.run(text, json_output)
         import subprocess
         argv = [self.command] + (["-j"] if json_output else []) + ["-f", "-"]
+        # Shared with the CNI plugin, which runs outside Ansible: no AnsibleModule.run_command there.
+        # pylint: disable-next=ansible-bad-function
         proc = subprocess.run(argv, input=text, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr

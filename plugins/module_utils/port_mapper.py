@@ -274,6 +274,8 @@ def _flush_with_cli(family, ports):
         raise ApplyError("conntrack", "the conntrack command is not installed either")
     deleted = 0
     for port in sorted(ports):
+        # Shared with the CNI plugin (a CNI DEL flushes too), which runs outside Ansible: no run_command.
+        # pylint: disable-next=ansible-bad-function
         out = subprocess.run([tool, "-D", "-f", "ipv4" if family == 4 else "ipv6", "-p", "udp", "--orig-port-dst",
                               str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                              check=False).stdout

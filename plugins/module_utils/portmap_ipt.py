@@ -45,6 +45,8 @@ def iptables_variant(legacy_loaded):
     path = shutil.which("iptables")
     if not path:
         return "nft"
+    # Shared with the CNI plugin, which runs outside Ansible: no AnsibleModule.run_command there.
+    # pylint: disable-next=ansible-bad-function
     out = subprocess.run([path, "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                          check=False).stdout
     return parse_iptables_version(out)[1] or "nft"
@@ -94,6 +96,8 @@ class IptablesBackend:
             raise ApplyError("backend", "ip6tables-%s-%s is needed for IPv6 mappings" % (self.variant, tool))
         if stdin is not None:
             check_restore_text(stdin)
+        # Shared with the CNI plugin, which runs outside Ansible: no AnsibleModule.run_command there.
+        # pylint: disable-next=ansible-bad-function
         proc = subprocess.run([path] + args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr

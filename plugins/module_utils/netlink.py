@@ -15,17 +15,35 @@ import ipaddress
 
 from . import nsutil, sched_fq
 
-try:
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-    PYROUTE2_IMPORT_ERROR = None
-    sched_fq.register()  # pyroute2 has no fq plugin of its own
-except ImportError as exc:  # the front door reports it (missing_required_lib)
-    IPRoute = None
-    PYROUTE2_IMPORT_ERROR = exc
+_PYROUTE2 = ("IPRoute", "NetlinkError", "PYROUTE2_IMPORT_ERROR")
 
-    class NetlinkError(Exception):
-        code = 0
+
+def load():
+    """Import pyroute2 (once), binding this module's IPRoute, NetlinkError and PYROUTE2_IMPORT_ERROR.
+
+    Not at import time: the policy check that the controller runs (the filter plugins) imports the parts
+    but never talks netlink, and pyroute2's import is the larger part of its cost. ``netlink.IPRoute``
+    and the others load it on first use (the module's ``__getattr__``)."""
+    if "PYROUTE2_IMPORT_ERROR" in globals():
+        return
+    try:
+        from pyroute2 import IPRoute as iproute
+        from pyroute2.netlink.exceptions import NetlinkError as netlink_error
+        error = None
+        sched_fq.register()  # pyroute2 has no fq plugin of its own
+    except ImportError as exc:  # the front door reports it (missing_required_lib)
+        iproute, error = None, exc
+
+        class netlink_error(Exception):  # pylint: disable=invalid-name
+            code = 0
+    globals().update(IPRoute=iproute, NetlinkError=netlink_error, PYROUTE2_IMPORT_ERROR=error)
+
+
+def __getattr__(name):
+    if name in _PYROUTE2:
+        load()
+        return globals()[name]
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 IFF_UP = 0x1
 IFNAMSIZ = 16
@@ -34,7 +52,8 @@ RT_TABLE_MAIN = 254
 
 def pyroute2_version():
     """The installed pyroute2 version, or None when it is missing."""
-    if PYROUTE2_IMPORT_ERROR is not None:
+    load()
+    if globals()["PYROUTE2_IMPORT_ERROR"] is not None:
         return None
     try:
         from importlib.metadata import version
@@ -50,18 +69,20 @@ def open_iproute(netns_path=None):
     A netlink socket belongs to the namespace it was created in, so it keeps
     talking to that namespace after this thread has returned to its own.
     """
+    load()
     with nsutil.entered(netns_path):
-        return IPRoute()
+        return globals()["IPRoute"]()
 
 
 def link_state(ipr, ifname=None, index=None):
     """A device as a plain dict (None when it does not exist)."""
+    load()
     try:
         if index is not None:
             msgs = ipr.link("get", index=index)
         else:
             msgs = ipr.link("get", ifname=ifname)
-    except NetlinkError as exc:
+    except globals()["NetlinkError"] as exc:
         if exc.code == 19:  # ENODEV
             return None
         raise

@@ -15,14 +15,6 @@ __metaclass__ = type
 
 from types import SimpleNamespace
 
-try:
-    from pyroute2.netlink import nla
-    from pyroute2.netlink.rtnl import TC_H_ROOT
-    from pyroute2.netlink.rtnl.tcmsg import plugins as _PLUGINS
-except ImportError:  # netlink.py reports a missing pyroute2
-    nla = None
-    TC_H_ROOT = 0xFFFFFFFF
-    _PLUGINS = None
 
 # include/uapi/linux/pkt_sched.h, in order (PRIOMAP and WEIGHTS since Linux 6.9)
 ATTRIBUTES = (
@@ -62,19 +54,25 @@ def get_parameters(kwarg):
     return {"attrs": attrs}
 
 
-if nla is not None:
-    class FqOptions(nla):
-        """TCA_OPTIONS of an fq qdisc."""
-
-        nla_map = ATTRIBUTES
-
-    PLUGIN = SimpleNamespace(parent=TC_H_ROOT, get_parameters=get_parameters, options=FqOptions)
-else:
-    FqOptions = PLUGIN = None
+_PLUGIN = {}
 
 
 def register():
     """Make ``fq`` known to pyroute2 (ours also where a later pyroute2 brings its own: same arguments
-    on every version)."""
-    if _PLUGINS is not None:
-        _PLUGINS["fq"] = PLUGIN
+    on every version); returns the plugin, or None without pyroute2 (netlink.py reports that). pyroute2
+    is imported here, not when this module is: the controller's policy check never loads it."""
+    try:
+        from pyroute2.netlink import nla
+        from pyroute2.netlink.rtnl import TC_H_ROOT
+        from pyroute2.netlink.rtnl.tcmsg import plugins
+    except ImportError:
+        return None
+    if "fq" not in _PLUGIN:
+        class FqOptions(nla):
+            """TCA_OPTIONS of an fq qdisc."""
+
+            nla_map = ATTRIBUTES
+
+        _PLUGIN["fq"] = SimpleNamespace(parent=TC_H_ROOT, get_parameters=get_parameters, options=FqOptions)
+    plugins["fq"] = _PLUGIN["fq"]
+    return _PLUGIN["fq"]

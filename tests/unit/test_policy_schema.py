@@ -122,3 +122,18 @@ def test_the_values_that_passed_the_old_preflight_are_refused(path, bad, field):
     with pytest.raises(AnsibleFilterError) as caught:
         controller_check(value)
     assert "host_network_policy.%s" % field in str(caught.value), str(caught.value)
+
+
+def test_the_controllers_policy_check_does_not_load_pyroute2():
+    """The filter runs in every worker Ansible forks for a host: it imports the parts to check each item, and
+    pyroute2 (which only the host needs, for netlink) is loaded on first use, not with them."""
+    code = ("import sys\n"
+            "from ansible_collections.hostnet.isolation.plugins.filter import policy\n"
+            "policy.network_policy({'tasks': [{'name': 'web', 'ports': '31000'}], 'qdiscs': [{'device': 'eth0',"
+            " 'kind': 'fq', 'rate': '10mbit'}], 'veths': [{'name': 'v', 'peer': 'p'}]}, 'h1')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyroute2', 'iptc')))\n")
+    collections = os.path.join(os.path.dirname(__file__), "..", "..", ".build", "collections")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=collections, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

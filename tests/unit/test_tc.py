@@ -306,7 +306,7 @@ def test_fq_sends_its_limit_and_per_flow_rate(monkeypatch):
 
 def test_fq_is_known_to_pyroute2_and_read_back_by_name():
     """pyroute2 has no fq plugin: ours is registered, so a dump's TCA_OPTIONS decode by attribute name."""
-    assert tc_plugins["fq"] is sched_fq.PLUGIN and tc_plugins["fq"].parent == tc.TC_H_ROOT
+    assert tc_plugins["fq"] is sched_fq.register() and tc_plugins["fq"].parent == tc.TC_H_ROOT
     msg = tcmsg()
     msg["attrs"] = [["TCA_KIND", "fq"], ["TCA_OPTIONS", {"attrs": [["TCA_FQ_PLIMIT", 10000],
                                                                    ["TCA_FQ_FLOW_MAX_RATE", 2 ** 32 - 1],

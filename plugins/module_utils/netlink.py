@@ -36,6 +36,7 @@ def load():
 
         class netlink_error(Exception):  # pylint: disable=invalid-name
             code = 0
+
     globals().update(IPRoute=iproute, NetlinkError=netlink_error, PYROUTE2_IMPORT_ERROR=error)
 
 
@@ -44,6 +45,7 @@ def __getattr__(name):
         load()
         return globals()[name]
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
 
 IFF_UP = 0x1
 IFNAMSIZ = 16

@@ -430,12 +430,14 @@ def plan(sp, state):
 # -- apply ---------------------------------------------------------------------------------------
 
 def write_atomic(path, text, mode=FILE_MODE):
-    """``text`` at ``path``: a temporary file beside it whose name starts with '.', then renamed over it."""
+    """``text`` (or bytes) at ``path``: a temporary file beside it whose name starts with '.', then renamed over
+    it."""
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     directory, base = os.path.split(path)
     fd, tmp = tempfile.mkstemp(prefix=".%s." % base, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8", "surrogateescape"))
+            f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
@@ -577,27 +579,11 @@ def _install_packages(names):
         raise ApplyError("packages", "apt-get install %s failed: %s" % (" ".join(names), tail))
 
 
-def _install_executable(path, data):
-    directory, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % base, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), EXECUTABLE_MODE)
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _run_step(kind, argument):
     if kind == "packages":
         _install_packages(argument)
     elif kind == "install":
-        _install_executable(*argument)
+        write_atomic(argument[0], argument[1], mode=EXECUTABLE_MODE)
     elif kind == "mkdir":
         os.mkdir(argument, DIR_MODE)
         os.chmod(argument, DIR_MODE)  # the umask does not decide

@@ -256,7 +256,7 @@ def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=Tru
         removed = policy.removed(previous, owned)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValidationError("record", _UNREADABLE % (record_path, "%s: %s" % (type(exc).__name__, exc)))
-    watched = bool(manage_watcher and plan["watcher"]["enabled"])  # (only then is a stopped watcher restarted)
+    watched = bool(manage_watcher and plan["watcher"]["enabled"])
     record = dict(owned, watcher=watched)
     planned = contract.Planned()
     parts = dict((section, []) for section, _p, _n in PARTS)
@@ -316,8 +316,7 @@ def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=Tru
             raise _watcher_error(ApplyError(None, str(exc)), changes)
         watcher_diff = result.pop("diff", None) or []
         for sentence in result.get("changes") or []:
-            changes.append("ports_watcher (%s): %s" % (watcher_params["service"] if "service" in watcher_params
-                                                       else "watcher", sentence))
+            changes.append("ports_watcher (%s): %s" % (watcher_run.sp.service, sentence))
         if watcher_diff:
             diff["before"]["ports_watcher"] = dict((d["before_header"], d["before"]) for d in watcher_diff)
             diff["after"]["ports_watcher"] = dict((d["after_header"], d["after"]) for d in watcher_diff)

@@ -409,7 +409,7 @@ def plan(sp, state):
             "the unit changed" if out.written("unit") else "systemd's copy of the unit is stale"))
     if svc.get("UnitFileState") != "enabled":
         out.add("enable", name, "enable %s" % name)
-    installed = sp.executable_changed or any(kind == "install" for kind, _a, _s in out.steps)
+    installed = sp.executable_changed or out.installs_executable
     changed = [f for f in ("config", "unit") if out.written(f)] + (["executable"] if installed else [])
     reasons = ["%s changed" % " and ".join(WHAT[f] for f in changed)] if changed else []
     started = state.main_started
@@ -602,17 +602,16 @@ def _run_step(kind, argument):
         _run_service(kind, argument)
 
 
-def watcher_report(sp, python=None, executable=None, config_file=None):
+def watcher_report(sp):
     """What the watcher sees now (``--report --json``: it only looks) with the installed executable and
     configuration: its parsed report, or None when either is missing."""
-    executable = executable or sp.executable
-    config_file = config_file or sp.config_file
+    executable, config_file = sp.executable, sp.config_file
     if not (os.path.isfile(executable) and os.path.isfile(config_file)):
         return None
     try:
         # AnsibleModule.run_command has no timeout: a hung --report must fail the task, not hang it.
         # pylint: disable-next=ansible-bad-function
-        proc = subprocess.run([python or sp.python, executable, "--config", config_file, "--report", "--json"],
+        proc = subprocess.run([sp.python, executable, "--config", config_file, "--report", "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                               check=False, timeout=REPORT_TIMEOUT)
     except OSError as exc:

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: host_network
 short_description: Converge a host to its whole network policy in one call, as one unit
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Takes the host's whole network policy (the C(host_network_policy) variable the P(hostnet.isolation.host_network#role)
     role converges), that is network namespaces, veth pairs, qdiscs, port-range redirects, ephemeral port ranges and

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: ports_watcher
 short_description: Converge the ports watcher's executable, configuration, policy, unit and service in one call
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Everything the P(hostnet.isolation.ports_watcher#role) role installs, in one module run; a run that finds
     everything in place only reads.

@@ -53,7 +53,9 @@ class _Checker:
         self.problems = []
 
     def bad(self, field, reason):
-        self.problems.append(("%s.%s" % (ROOT, field) if field else ROOT, reason))
+        problem = ("%s.%s" % (ROOT, field) if field else ROOT, reason)
+        if problem not in self.problems:  # two checks that find the same fault name it once
+            self.problems.append(problem)
 
     def ports(self, field, value):
         try:
@@ -329,8 +331,9 @@ def check(host, policy):
             for name, (task_field, ports) in task_ports.items():
                 shared = portranges.intersection(host_ports, ports)
                 if shared and name != owner:
-                    c.bad("%s.host_port" % mfield, "%s lie in the range of task %r (%s.ports = %s)%s"
-                          % (_text(shared), name, _full(task_field), _text(ports),
+                    c.bad("%s.host_port" % mfield, "%s %s in the range of task %r (%s.ports = %s)%s"
+                          % (_text(shared), "lies" if _text(shared).isdigit() else "lie", name,
+                             _full(task_field), _text(ports),
                              "" if owner else "; name the owner with task: %s if the mapping is its" % name))
             outside_agent("%s.host_port" % mfield, host_ports, "host ports")
             family = "IPv6" if ":" in str(mapping.get("container_ip") or "") else "IPv4"

@@ -146,7 +146,7 @@ def test_what_the_policy_drops_is_removed(box):
     (lambda p: p["tasks"][1].update(ports="31010-31020"),
      "host localhost: invalid network policy (1 problem):\n  host_network_policy.tasks[1].ports: 31010-31015 overlap"),
     (lambda p: p["port_mappers"][0]["mappings"][0].update(host_port=31020),
-     "host_network_policy.port_mappers[0].mappings[0].host_port: 31020 lie in the range of task 'api'"),
+     "host_network_policy.port_mappers[0].mappings[0].host_port: 31020 lies in the range of task 'api'"),
     (lambda p: p["veths"][0].update(colour="red"), "host_network_policy.veths.colour"),  # the argument spec
 ])
 def test_a_bad_policy_fails_before_the_host_changes(box, mutate, field):

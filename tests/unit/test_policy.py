@@ -95,7 +95,7 @@ INVALID = [
     ("task-unknown-option", setitem(["tasks", 0, "port"], 31000), "host_network_policy.tasks[0].port",
      "not a task option"),
     ("mapping-in-other-task-range", setitem(["port_mappers", 0, "mappings", 0, "host_port"], 31020),
-     "host_network_policy.port_mappers[0].mappings[0].host_port", "31020 lie in the range of task 'api'"),
+     "host_network_policy.port_mappers[0].mappings[0].host_port", "31020 lies in the range of task 'api'"),
     ("mapping-without-owner-in-task-range", setitem(["port_mappers", 0, "mappings", 1, "host_port"], "31100-31101"),
      "host_network_policy.port_mappers[0].mappings[1].host_port", "name the owner with task: batch"),
     ("mapping-outside-agent-range", setitem(["port_mappers", 0, "mappings", 1, "host_port"], "8080-8081"),
@@ -238,3 +238,19 @@ def test_the_shipped_inventories_pass_the_check(path):
     if "host_network_policy" not in data:
         pytest.skip("no host_network_policy in %s" % os.path.basename(path))
     policy.check(os.path.basename(path)[:-4], data["host_network_policy"])
+
+
+def test_a_fault_two_checks_find_is_named_once_and_a_range_of_ports_lie():
+    raw = {"agent_ports": "31000-32000", "tasks": [{"name": "web", "ports": "31000-31009"},
+                                                    {"name": "api", "ports": "31010-31019"}],
+           "port_mappers": [{"network": "n", "mappings": [
+               {"task": "web", "container_ip": "10.0.0.2", "host_port": 31001, "container_port": 80},
+               {"task": "web", "container_id": "c", "container_ip": "10.0.0.2", "host_port": "31011-31012",
+                "container_port": "80-81"}]}]}
+    with pytest.raises(policy.PolicyError) as err:
+        policy.check("h1", raw)
+    problems = [list(p) for p in err.value.problems]
+    assert problems.count(["host_network_policy.port_mappers[0].mappings[0].container_id",
+                           "is required (a non-empty string)"]) == 1
+    assert any(field.endswith("mappings[1].host_port") and reason.startswith("31011-31012 lie in the range")
+               for field, reason in problems), problems

@@ -241,8 +241,8 @@ def test_the_shipped_inventories_pass_the_check(path):
 
 
 def test_a_fault_two_checks_find_is_named_once_and_a_range_of_ports_lie():
-    raw = {"agent_ports": "31000-32000", "tasks": [{"name": "web", "ports": "31000-31009"},
-                                                    {"name": "api", "ports": "31010-31019"}],
+    tasks = [{"name": "web", "ports": "31000-31009"}, {"name": "api", "ports": "31010-31019"}]
+    raw = {"agent_ports": "31000-32000", "tasks": tasks,
            "port_mappers": [{"network": "n", "mappings": [
                {"task": "web", "container_ip": "10.0.0.2", "host_port": 31001, "container_port": 80},
                {"task": "web", "container_id": "c", "container_ip": "10.0.0.2", "host_port": "31011-31012",

@@ -104,9 +104,10 @@ options:
         default: /usr/bin/python3
       executable_changed:
         description:
-          - The executable was just installed or replaced (the role passes its copy's result), so a running service is restarted.
-          - In check mode it also means the executable on the host is not the one that will run, so the check of the configuration
-            is skipped (C(checked) says so).
+          - The executable was just installed or replaced by other means than O(watcher.executable_content) (which sets it itself),
+            so a running service is restarted.
+          - Without O(watcher.executable_content), in check mode it also means the executable on the host is not the one that
+            will run, so the check of the configuration is skipped (C(checked) says so).
         type: bool
         default: false
       old_lib_dir:

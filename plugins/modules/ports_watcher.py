@@ -29,7 +29,7 @@ description:
     drop-ins are left alone) and, with O(old_lib_dir), the sources earlier versions built the executable from.
   - 'The service: C(systemctl daemon-reload) when the unit changed, enabled, started. Restarted when its
     configuration, unit or executable (O(executable_changed)) changed - or changed after its main process started,
-    so a run that failed between the copy and this task does not leave the old executable running; reloaded
+    so a run that failed after the executable was replaced does not leave the old one running; reloaded
     (SIGHUP) when only the policy changed.'
   - O(state=stopped) stops and disables the service and leaves the files alone.
 author:
@@ -83,10 +83,10 @@ options:
     default: /usr/bin/python3
   executable_changed:
     description:
-      - The executable was just installed or replaced (the role passes its copy's result), so a running service
-        is restarted.
-      - In check mode it also means the executable on the host is not the one that will run, so the check of the
-        configuration is skipped (RV(checked) says so).
+      - The executable was just installed or replaced by other means than O(executable_content) (which sets it
+        itself), so a running service is restarted.
+      - Without O(executable_content), in check mode it also means the executable on the host is not the one that
+        will run, so the check of the configuration is skipped (RV(checked) says so).
     type: bool
     default: false
   executable_content:

@@ -164,20 +164,34 @@ def probe_bpf():
     return _cap(True, probe, "both attach types load")
 
 
-def _probe_in_throwaway_netns():
-    """Runs in a child that owns a fresh network namespace: changes here vanish with it."""
+_TC = ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_pfifo", "qdisc_cake", "qdisc_fq", "qdisc_ingress", "cls_u32",
+       "act_mirred")
+_SOCK_DIAG = ("sock_diag", "sock_diag_cgroup_id")
+_NETFILTER = ("nftables", "xt_comment")
+
+
+def _probe_in_throwaway_netns(names=None):
+    """Runs in a child that owns a fresh network namespace: changes here vanish with it.
+
+    ``names``: the capabilities wanted (None: all); a probe group runs only if it answers one of them.
+    """
+    def wanted(group):
+        return names is None or any(n in names for n in group)
+
     out = {}
     nsutil.unshare(nsutil.CLONE_NEWNET)
-    if netlink.PYROUTE2_IMPORT_ERROR is not None:
+    if not wanted(_TC):
+        pass
+    elif netlink.PYROUTE2_IMPORT_ERROR is not None:
         reason = "pyroute2 is not importable: %s" % netlink.PYROUTE2_IMPORT_ERROR
-        for name in ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_ingress", "qdisc_pfifo", "qdisc_cake",
-                     "qdisc_fq", "cls_u32", "act_mirred"):
+        for name in _TC:
             out[name] = _cap(False, "needs pyroute2", reason)
     else:
-        out.update(_guarded(_probe_tc, ("qdisc_htb", "qdisc_tbf", "qdisc_fq_codel", "qdisc_pfifo", "qdisc_cake",
-                                        "qdisc_fq", "qdisc_ingress", "cls_u32", "act_mirred")))
-    out.update(_guarded(_probe_sock_diag, ("sock_diag", "sock_diag_cgroup_id")))
-    out.update(_guarded(_probe_netfilter, ("nftables", "xt_comment")))
+        out.update(_guarded(_probe_tc, _TC))
+    if wanted(_SOCK_DIAG):
+        out.update(_guarded(_probe_sock_diag, _SOCK_DIAG))
+    if wanted(_NETFILTER):
+        out.update(_guarded(lambda: _probe_netfilter(names), _NETFILTER))
     return out
 
 
@@ -298,11 +312,15 @@ def _probe_sock_diag():
     return {"sock_diag": _cap(True, probe, "listener found"), "sock_diag_cgroup_id": cg}
 
 
-def _probe_netfilter():
+def _probe_netfilter(names=None):
     out = {}
     nft = shutil.which("nft")
+    if names is not None and "nftables" not in names:
+        nft = False
     probe = "nft add table in a throwaway network namespace"
-    if not nft:
+    if nft is False:
+        pass
+    elif not nft:
         out["nftables"] = _cap(False, probe, "no nft command in PATH", version=None)
     else:
         _code, version = _run([nft, "-v"])
@@ -312,7 +330,9 @@ def _probe_netfilter():
                                version=match.group(1) if match else None)
     iptables = shutil.which("iptables")
     probe = "iptables -A INPUT -m comment in a throwaway network namespace"
-    if not iptables:
+    if names is not None and "xt_comment" not in names:
+        pass
+    elif not iptables:
         out["xt_comment"] = _cap(False, probe, "no iptables command in PATH")
     else:
         code, text = _run([iptables, "-w", "-t", "filter", "-A", "INPUT", "-m", "comment",
@@ -344,19 +364,30 @@ def _in_child(func):
     return result["ok"]
 
 
-def gather():
-    """All capabilities of this host, as a dict of name -> entry plus context."""
+def gather(names=None):
+    """This host's capabilities, as a dict of name -> entry plus context (``kernel``, ``python``, ``cgroup``,
+    ``missing``). With ``names``, only the probes that answer those names run, and only their entries (and
+    the context) are returned."""
+    def wanted(*group):
+        return names is None or any(n in names for n in group)
+
     facts = {"kernel": platform.release(), "python": platform.python_version()}
-    version = netlink.pyroute2_version()
-    facts["pyroute2"] = _cap(version is not None, "import pyroute2",
-                             "pyroute2 %s" % version if version else str(netlink.PYROUTE2_IMPORT_ERROR),
-                             version=version)
-    facts["libnl"] = probe_libnl()
-    facts["iptables"], facts["iptables_wait"] = probe_iptables()
-    facts["cgroup"], facts["cgroup_v2"] = probe_cgroups()
-    facts["bpf_cgroup_bind"] = probe_bpf()
-    facts.update(_in_child(_probe_in_throwaway_netns))
-    facts["missing"] = sorted(name for name in CAPABILITIES if not facts[name]["available"])
+    if wanted("pyroute2"):
+        version = netlink.pyroute2_version()
+        facts["pyroute2"] = _cap(version is not None, "import pyroute2",
+                                 "pyroute2 %s" % version if version else str(netlink.PYROUTE2_IMPORT_ERROR),
+                                 version=version)
+    if wanted("libnl"):
+        facts["libnl"] = probe_libnl()
+    if wanted("iptables", "iptables_wait"):
+        facts["iptables"], facts["iptables_wait"] = probe_iptables()
+    if wanted("cgroup_v2"):
+        facts["cgroup"], facts["cgroup_v2"] = probe_cgroups()
+    if wanted("bpf_cgroup_bind"):
+        facts["bpf_cgroup_bind"] = probe_bpf()
+    if wanted(*(_TC + _SOCK_DIAG + _NETFILTER)):
+        facts.update(_in_child(lambda: _probe_in_throwaway_netns(names)))
+    facts["missing"] = sorted(name for name in CAPABILITIES if name in facts and not facts[name]["available"])
     return facts
 
 

@@ -103,6 +103,7 @@ def argument_spec():
         "record": {"type": "path", "default": "/run/hostnet/host_network.json"},
         "host": {"type": "str", "default": "this host"},
         "manage_watcher": {"type": "bool", "default": True},
+        "require": {"type": "list", "elements": "str", "default": []},
         "watcher": {"type": "dict", "options": contract.argument_spec(ports_watcher.OPTIONS, drop=WATCHER_DROP)},
     }
 
@@ -212,13 +213,72 @@ def _note_created(step, spec, result, planned):
             planned.add_route(spec.netns, address.network, spec.name)
 
 
+class MissingCapabilities(ValidationError):
+    """The host lacks a capability the policy (or ``require``) needs; ``missing`` lists the names."""
+
+    def __init__(self, field, reason, missing):
+        self.missing = missing
+        super(MissingCapabilities, self).__init__(field, reason)
+
+
+def check_capabilities(plan, require=()):
+    """Probe what the policy needs and ``require`` adds (only those); returns the names probed.
+
+    Raises MissingCapabilities naming the first field that needs a missing one, and every missing one
+    with what the probe found. The probes change nothing on the host (throwaway network namespace).
+    """
+    from . import capabilities  # not for the controller's policy check (the filters import this module)
+
+    capabilities.validate_required(require)
+    fields = policy.requirement_fields(plan)
+    for i, name in enumerate(require):
+        fields.setdefault(name, "require[%d]" % i)
+    names = sorted(fields)
+    if not names:
+        return []
+    facts = capabilities.gather(names)
+    missing = [name for name in names if not facts[name]["available"]]
+    if missing:
+        def where(name):
+            field = fields[name]
+            return field if field.startswith("require[") else "%s.%s" % (policy.ROOT, field)
+        lines = ["%s needs %s" % (where(name), line)
+                 for name, line in zip(missing, capabilities.check_required(facts, missing))]
+        first = missing[0]
+        raise MissingCapabilities(where(first), "this host lacks what the policy needs, so nothing was changed: %s"
+                                  % "; ".join(lines), missing)
+    return names
+
+
+# The watcher's configuration keys the policy decides (its ``watcher`` section and ``agent_ports``), with
+# the defaults the policy's schema gives them.
+WATCHER_FROM_POLICY = {"mode": "audit", "watch_interval": 30, "include_udp": False,
+                       "check_agent_port_range_only": False, "isolated_port_range": None,
+                       "metrics_listen": "127.0.0.1:9613"}
+DEFAULT_AGENT_PORTS = "31000-32000"
+
+
+def watcher_config(plan, config=None):
+    """The watcher's configuration: ``config`` (paths and such, from the caller) with what the policy says."""
+    out = dict(config or {})
+    for key, default in WATCHER_FROM_POLICY.items():
+        value = plan["watcher"].get(key)
+        value = default if value in (None, "") else value
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    out["agent_port_range"] = plan.get("agent_ports") or DEFAULT_AGENT_PORTS
+    return out
+
+
 def _watcher_params(watcher, plan, previous, manage_watcher):
     """The ports_watcher options this run converges the watcher with, or None when it leaves it alone."""
     if watcher is None or not manage_watcher:
         return None
     if plan["watcher"]["enabled"]:
         params = dict((k, v) for k, v in watcher.items() if k not in WATCHER_DROP)
-        params.update(state="started", policy=plan["watched_tasks"])
+        params.update(state="started", policy=plan["watched_tasks"], config=watcher_config(plan, watcher.get("config")))
         return params
     if previous.get("watcher"):  # no task is watched any more: stop the watcher this module started
         return {"state": "stopped", "service": watcher.get("service") or ports_watcher.OPTIONS["service"]["default"]}
@@ -233,7 +293,7 @@ def _watcher_error(exc, changes):
         exc.reason, len(changes), "" if len(changes) == 1 else "s"))
 
 
-def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=True, watcher=None):
+def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=True, watcher=None, require=()):
     """Converge the host; returns the module's result (``changed``, ``changes``, ``parts``, ``diff``...).
 
     With ``watcher`` (the ports_watcher module's options but state and policy), the ports watcher is
@@ -241,8 +301,12 @@ def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=Tru
     started it and no task is watched any more. Its input is checked before anything changes; what it
     saw (``report``) is asked before the network changes. A failure of the watcher's own steps leaves the
     network converged and says so.
+
+    Before anything changes (in check mode too), the capabilities the policy needs, and ``require``, are
+    probed on the host; a missing one stops the run (MissingCapabilities).
     """
     plan = policy.check(host, raw_policy)  # raises PolicyError naming every bad field
+    probed = check_capabilities(plan, require)
     previous = read_record(record_path)
     watcher_params = _watcher_params(watcher, plan, previous, manage_watcher)
     watcher_run = None
@@ -328,6 +392,7 @@ def converge(host, raw_policy, record_path, check_mode=False, manage_watcher=Tru
         "parts": parts,
         "removed": removals,
         "record": {"path": record_path, "changed": record_changed},
+        "capabilities": probed,
         "watcher": watcher_result,
         "plan": plan,
         "diff": diff,

@@ -386,33 +386,44 @@ def check(host, policy):
 
 def requirements(policy):
     """Capability names (see capabilities.CAPABILITIES) the host needs for this policy."""
+    return sorted(requirement_fields(policy))
+
+
+def requirement_fields(policy):
+    """Capability name -> the first policy field that needs it (``qdiscs[0].leaf``), for messages."""
     policy = policy or {}
-    need = set()
-    if policy.get("namespaces") or policy.get("veths") or policy.get("qdiscs") or policy.get("redirects") \
-            or policy.get("ephemeral_ports"):
-        need.add("pyroute2")
-    for qdisc in policy.get("qdiscs") or []:
+    need = {}
+
+    def add(field, *names):
+        for name in names:
+            need.setdefault(name, field)
+
+    for section in ("namespaces", "veths", "qdiscs", "redirects", "ephemeral_ports"):
+        if policy.get(section):
+            add("%s[0]" % section, "pyroute2")
+            break
+    for i, qdisc in enumerate(policy.get("qdiscs") or []):
         kind = qdisc.get("kind")
         if kind in ("htb", "tbf", "fq_codel", "pfifo", "cake", "fq", "ingress"):
-            need.add("qdisc_%s" % kind)
+            add("qdiscs[%d].kind" % i, "qdisc_%s" % kind)
         if kind == "htb":
             leaf = qdisc.get("leaf", "fq_codel")
             if leaf in ("fq_codel", "pfifo"):
-                need.add("qdisc_%s" % leaf)
+                add("qdiscs[%d].leaf" % i, "qdisc_%s" % leaf)
     if policy.get("redirects"):
-        need.update(("qdisc_ingress", "cls_u32", "act_mirred"))
-    for mapper in policy.get("port_mappers") or []:
+        add("redirects[0]", "qdisc_ingress", "cls_u32", "act_mirred")
+    for i, mapper in enumerate(policy.get("port_mappers") or []):
         backend = mapper.get("backend", "auto")
         if backend == "iptables":
-            need.update(("iptables", "iptables_wait", "xt_comment"))
+            add("port_mappers[%d].backend" % i, "iptables", "iptables_wait", "xt_comment")
         elif backend == "nftables":
-            need.add("nftables")
+            add("port_mappers[%d].backend" % i, "nftables")
     watcher = policy.get("watcher") or {}
     if watcher.get("enabled", any(t.get("cgroup") or t.get("systemd_unit") for t in policy.get("tasks") or [])):
-        need.update(("sock_diag", "sock_diag_cgroup_id", "cgroup_v2"))
+        add("watcher", "sock_diag", "sock_diag_cgroup_id", "cgroup_v2")
         if watcher.get("mode") == "prevent":
-            need.add("bpf_cgroup_bind")
-    return sorted(need)
+            add("watcher.mode", "bpf_cgroup_bind")
+    return need
 
 
 def owned(policy):

@@ -36,7 +36,7 @@ import os
 import re
 from fractions import Fraction
 
-from . import capabilities, contract, netlink, nsutil, sched_fq, transaction, validate
+from . import contract, netlink, nsutil, sched_fq, transaction, validate
 from .errors import ApplyError, ValidationError
 
 TC_H_ROOT = 0xFFFFFFFF
@@ -1090,6 +1090,7 @@ def _finish(spec, check_mode, actions, state, after_state=None):
     if actions and check_mode:
         # the real run would learn it from the kernel's refusal: check mode asks a throwaway namespace
         for kind, field in _added_kinds(spec, actions):
+            from . import capabilities  # the probe: not for the controller's policy check
             reason = capabilities.qdisc_unsupported(kind)
             if reason:
                 raise ValidationError(field, reason)

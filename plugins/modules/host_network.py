@@ -22,6 +22,7 @@ description:
   - 'One unit: if any step fails, every change this run made is undone, the host is as it was, and the error names
     the policy field of the item that failed (V(host_network_policy.veths[1].mtu)). Deleting a veth pair or a
     namespace cannot be undone; those run last, after everything that can fail before them.'
+  - Before it changes anything, it probes the capabilities the policy needs on the host (see O(require)).
   - Check mode plans every part against the state the run itself produces (a veth in a namespace the run creates,
     a qdisc on a veth it creates), so it reports exactly the changes the real run makes.
   - With O(watcher), the ports watcher is converged in the same run, after the network, for the watched tasks.
@@ -52,11 +53,27 @@ options:
         C(was_managed) is true and no task is watched any more).
     type: bool
     default: true
+  require:
+    description:
+      - Capabilities (the names M(hostnet.isolation.capabilities) takes) this host must have beyond those the policy
+        needs.
+      - Before it changes anything (in check mode too), the module probes the capabilities the policy needs (a
+        qdisc's kind and leaf, a redirect's classifier and action, a port mapper's explicit backend, the watcher's
+        socket and cgroup interfaces) and these, only those, the way M(hostnet.isolation.capabilities) does. If one is
+        missing the run stops with nothing changed, naming the policy field that needs it (or C(require[i])) and
+        what the probe found.
+    type: list
+    elements: str
+    default: []
   watcher:
     description:
       - Converge the ports watcher in the same run, as M(hostnet.isolation.ports_watcher) does with these options
         (the P(hostnet.isolation.host_network#role) role passes the executable it built on the controller, so a
         host needs one module run in all). Its policy is the watched tasks of O(policy).
+      - 'Its C(config) takes the paths and settings of the caller; what the policy decides is set from the policy:
+        C(mode), C(watch_interval), C(include_udp), C(check_agent_port_range_only), C(isolated_port_range) and
+        C(metrics_listen) from its C(watcher) section, C(agent_port_range) from C(agent_ports) (V(31000-32000) when it
+        has none).'
       - 'After the network: started when some task is watched (and O(manage_watcher)), stopped and disabled when the
         previous run started it and no task is watched any more, left alone otherwise.'
       - 'Its options are checked, the host read and the new configuration and policy checked by the new executable
@@ -644,6 +661,13 @@ record:
   returned: always
   type: dict
   sample: {"path": /run/hostnet/host_network.json, "changed": false}
+capabilities:
+  description: The capabilities probed before the run changed anything (what the policy needs and O(require)); all
+    were available.
+  returned: success
+  type: list
+  elements: str
+  sample: [cgroup_v2, pyroute2, qdisc_htb, qdisc_pfifo, sock_diag, sock_diag_cgroup_id]
 watcher:
   description:
     - The watcher settings of the checked policy, its watched tasks, whether the previous run's record said the
@@ -663,6 +687,12 @@ problems:
   returned: failure
   type: list
   elements: list
+missing:
+  description: When the host lacks capabilities the policy or O(require) needs, their names (nothing was changed).
+  returned: failure
+  type: list
+  elements: str
+  sample: [qdisc_fq_codel]
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -696,12 +726,12 @@ def main():
     try:
         result = host_network.converge(params["host"], params["policy"], params["record"],
                                        check_mode=module.check_mode, manage_watcher=params["manage_watcher"],
-                                       watcher=params["watcher"])
+                                       watcher=params["watcher"], require=params["require"])
     except PolicyError as exc:
         module.fail_json(msg=str(exc), problems=[list(p) for p in exc.problems],
                          invocation=dict(module_args=_invocation(params)))
     except HostnetError as exc:
-        module.fail_json(msg=str(exc), field=exc.field, reason=exc.reason,
+        module.fail_json(msg=str(exc), field=exc.field, reason=exc.reason, missing=getattr(exc, "missing", []),
                          invocation=dict(module_args=_invocation(params)))
     except (OSError, netlink.NetlinkError) as exc:
         module.fail_json(msg="host_network: %s" % exc, invocation=dict(module_args=_invocation(params)))

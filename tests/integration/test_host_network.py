@@ -201,3 +201,53 @@ def test_a_damaged_record_stops_the_run_naming_it_and_moving_it_away_recovers(bo
     assert rc == 0, failures(results)
     # what the damaged record listed stays: the port mapper network is not removed on its word
     assert "hostnet-pm-hn-test" in box.sh("nft list tables").stdout
+
+
+# No /usr/sbin in the module's PATH: no nft or iptables command, so the host lacks what the policy's
+# nftables port mapper needs (the probe looks for `nft`), the same on every kernel.
+NO_SBIN = """
+- hosts: localhost
+  gather_facts: false
+  environment:
+    PATH: /usr/bin:/bin
+  roles:
+    - role: hostnet.isolation.host_network
+"""
+
+
+@pytest.mark.parametrize("extra, field, missing", [
+    ({}, "host_network_policy.port_mappers[0].backend", ["nftables"]),
+    ({"host_network_required_capabilities": ["xt_comment"]}, "require[0]", ["xt_comment"]),
+], ids=["policy-implied", "required"])
+def test_a_host_without_a_capability_it_needs_is_refused_unchanged(box, extra, field, missing):
+    """The module probes what the policy needs (and host_network_required_capabilities) before it
+    changes anything, in check mode too: the error names the field and what the probe found."""
+    policy = copy.deepcopy(POLICY)
+    if extra:
+        policy["port_mappers"] = []  # only the required name is missing then
+    before = box.snapshot()
+    for check in (True, False):
+        rc, _stats, results = run_playbook(box, NO_SBIN, PYTHON, dict(extra, host_network_policy=policy), check=check)
+        assert rc != 0
+        result = module_result(results)
+        assert result["missing"] == missing, result
+        assert result["field"] == field, result
+        assert "this host lacks what the policy needs, so nothing was changed" in result["msg"]
+        assert "needs %s (" % missing[0] in result["msg"]
+        assert ("no nft command in PATH" if missing == ["nftables"] else "no iptables command in PATH") in result["msg"]
+        assert_same(before, box.snapshot(), "host after a run refused for a missing capability (check=%s)" % check)
+    # the same run where the host has it (the machine's PATH)
+    rc, _stats, results = run_playbook(box, ROLE, PYTHON, dict(extra, host_network_policy=policy))
+    assert rc == 0, failures(results)
+    assert missing[0] in module_result(results)["capabilities"]
+
+
+def test_an_unknown_required_capability_is_refused_naming_it(box):
+    before = box.snapshot()
+    rc, _stats, results = run_playbook(box, ROLE, PYTHON, {"host_network_policy": POLICY,
+                                                           "host_network_required_capabilities": ["warp_drive"]})
+    assert rc != 0
+    result = module_result(results)
+    assert result["field"] == "require[0]"
+    assert "unknown capability 'warp_drive'" in result["msg"]
+    assert_same(before, box.snapshot(), "host after a run with an unknown required capability")

@@ -95,3 +95,31 @@ def test_the_capabilities_module_documents_every_fact_name():
     require = text[text.index("  require:"):text.index("    type: list")]
     documented = set(re.findall(r"V\((\w+)\)", require))
     assert documented == set(capabilities.CAPABILITIES)
+
+
+def test_gather_with_names_runs_only_the_probes_that_answer_them(monkeypatch):
+    ran = []
+    yes = capabilities._cap(True, "fake")
+    monkeypatch.setattr(capabilities, "probe_iptables", lambda: ran.append("iptables") or (yes, yes))
+    monkeypatch.setattr(capabilities, "probe_libnl", lambda: ran.append("libnl") or yes)
+    monkeypatch.setattr(capabilities, "probe_bpf", lambda: ran.append("bpf") or yes)
+    monkeypatch.setattr(capabilities, "_in_child", lambda func: ran.append("child") or {})
+    facts = capabilities.gather(["cgroup_v2"])
+    assert ran == [] and set(facts) == {"kernel", "python", "cgroup", "cgroup_v2", "missing"}
+    capabilities.gather(["iptables_wait", "qdisc_htb"])
+    assert ran == ["iptables", "child"]
+    del ran[:]
+    capabilities.gather()
+    assert ran == ["libnl", "iptables", "bpf", "child"]
+
+
+def test_the_throwaway_namespace_probes_only_the_groups_asked_for(monkeypatch):
+    monkeypatch.setattr(capabilities.nsutil, "unshare", lambda flags: None)
+    monkeypatch.setattr(capabilities, "_probe_tc", lambda: {"qdisc_htb": "tc"})
+    monkeypatch.setattr(capabilities, "_probe_sock_diag", lambda: {"sock_diag": "sd", "sock_diag_cgroup_id": "sd"})
+    asked = []
+    monkeypatch.setattr(capabilities, "_probe_netfilter", lambda names=None: asked.append(names) or {"nftables": "nf"})
+    out = capabilities._probe_in_throwaway_netns(["sock_diag"])
+    assert set(out) == {"sock_diag", "sock_diag_cgroup_id"} and asked == []
+    out = capabilities._probe_in_throwaway_netns(["nftables"])
+    assert out["nftables"] == "nf" and asked == [["nftables"]] and "qdisc_htb" not in out

@@ -200,6 +200,37 @@ def test_requirements_follow_the_policy():
         "pyroute2", "qdisc_cake", "qdisc_fq"]
 
 
+def test_each_requirement_names_the_first_field_that_needs_it():
+    fields = policy.requirement_fields(GOOD)
+    assert sorted(fields) == policy.requirements(GOOD)
+    assert fields["qdisc_htb"] == "qdiscs[0].kind"
+    assert fields["qdisc_pfifo"] == "qdiscs[0].leaf"
+    assert fields["qdisc_tbf"] == "qdiscs[1].kind"
+    assert fields["cls_u32"] == "redirects[0]"
+    assert fields["pyroute2"] == "namespaces[0]"
+    assert fields["sock_diag"] == "watcher"
+    assert policy.requirement_fields(dict(GOOD, watcher={"mode": "prevent"}))["bpf_cgroup_bind"] == "watcher.mode"
+    mappers = {"port_mappers": [{"network": "a"}, {"network": "b", "backend": "nftables"}]}
+    assert policy.requirement_fields(mappers) == {"nftables": "port_mappers[1].backend"}
+
+
+def test_the_watcher_config_takes_what_the_policy_decides():
+    from module_utils import host_network
+    plan = policy.check("h", copy.deepcopy(GOOD))
+    base = {"mode": "audit", "policy_dir": "/etc/w.d", "event_log": "/var/log/w/e.jsonl", "watch_interval": 30,
+            "isolated_port_range": "40000-40010"}
+    config = host_network.watcher_config(plan, base)
+    assert config == {"mode": "enforce", "watch_interval": 5, "include_udp": False,
+                      "check_agent_port_range_only": False, "metrics_listen": "127.0.0.1:9613",
+                      "agent_port_range": "31000-32000", "policy_dir": "/etc/w.d",
+                      "event_log": "/var/log/w/e.jsonl"}  # no isolated range in the policy: none in the config
+    plan = policy.check("h", dict(copy.deepcopy(GOOD), agent_ports=None,
+                                  watcher={"isolated_port_range": "45000-45100", "include_udp": True}))
+    config = host_network.watcher_config(plan)
+    assert config["agent_port_range"] == "31000-32000" and config["mode"] == "audit"
+    assert config["isolated_port_range"] == "45000-45100" and config["include_udp"] is True
+
+
 def test_removed_lists_only_what_the_new_policy_drops_and_not_what_goes_with_it():
     old = policy.owned(policy.check("h", copy.deepcopy(GOOD)))
     new = copy.deepcopy(GOOD)

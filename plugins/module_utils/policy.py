@@ -21,7 +21,6 @@ __metaclass__ = type
 
 from . import ephemeral_ports, netns, port_mapper, port_redirect, portranges, qdisc, veth, watcher_policy
 from .errors import ValidationError
-from .portmap import PortMapperSpec
 
 ROOT = "host_network_policy"
 SECTIONS = ("agent_ports", "tasks", "namespaces", "veths", "qdiscs", "redirects", "ephemeral_ports",
@@ -97,7 +96,6 @@ class _Checker:
         return seen
 
 
-_PORT_MAPPER_OPTIONS = ("network", "chain", "mappings", "exclude_devices", "hairpin", "localhost", "backend")
 # Each policy section is a list of one part's items; the part's own checks run on each (contract.py).
 PART_OF = {"namespaces": netns, "veths": veth, "qdiscs": qdisc, "redirects": port_redirect,
            "ephemeral_ports": ephemeral_ports, "port_mappers": port_mapper}
@@ -306,14 +304,8 @@ def check(host, policy):
         if not isinstance(mappings, list):
             c.bad("%s.mappings" % field, "must be a list")
             continue
-        # what the host's port_mapper would refuse (names, devices, addresses: the ruleset's tokens), refused here
-        args = dict((k, v) for k, v in mapper.items() if k in _PORT_MAPPER_OPTIONS)
-        args["mappings"] = [dict((k, v) for k, v in m.items() if k != "task") if isinstance(m, dict) else m
-                            for m in mappings]
-        try:
-            PortMapperSpec(exclusive=True, **args)
-        except ValidationError as exc:
-            c.bad("%s.%s" % (field, exc.field), exc.reason)
+        # what the host's port_mapper would refuse (names, devices, addresses: the ruleset's tokens) was
+        # refused by _part_checks above, with the same spec the host builds
         for index, mapping in enumerate(mappings):
             mfield = "%s.mappings[%d]" % (field, index)
             if not isinstance(mapping, dict):

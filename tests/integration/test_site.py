@@ -47,6 +47,9 @@ def messages(data):
             for name, result in task["hosts"].items():
                 if result.get("failed"):
                     out.append("%s %s: %s" % (name, task["task"]["name"], result.get("msg")))
+                    # a loop's items (the preflight checks every host's policy in one loop)
+                    out.extend("%s %s [%s]: %s" % (name, task["task"]["name"], item.get("item"), item.get("msg"))
+                               for item in result.get("results") or [] if item.get("failed"))
     return out
 
 
@@ -98,3 +101,19 @@ def test_a_host_failing_in_its_batch_leaves_later_batches_untouched(tmp_path, tw
         % two[0].name]
     assert stats[two[0].name]["failures"] == 1
     assert_same(later, two[1].snapshot(), "the host of the later batch")
+
+
+def test_every_bad_policy_of_the_fleet_is_named_in_one_run(tmp_path, two):
+    """The preflight checks every host's policy (one loop on the controller), not only the first bad one."""
+    bad = [policy(1), policy(2)]
+    bad[0]["veths"][0]["mtu"] = 70000
+    bad[1]["veths"][0]["name"] = "veth:app"
+    before = [h.snapshot() for h in two]
+    rc, _stats, data = site(tmp_path, two, bad)
+    assert rc != 0
+    text = "\n".join(messages(data))
+    assert "host %s: invalid network policy" % two[0].name in text and "veths[0].mtu" in text, text
+    assert "host %s: invalid network policy" % two[1].name in text and "veths[0].name" in text, text
+    assert not any(p["play"]["name"].startswith("Roll out") and p["tasks"] for p in data["plays"]), "rollout ran"
+    for h, snap in zip(two, before):
+        assert_same(snap, h.snapshot(), "%s after a refused fleet" % h.name)

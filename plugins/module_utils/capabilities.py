@@ -180,13 +180,11 @@ def _probe_in_throwaway_netns(names=None):
 
     out = {}
     nsutil.unshare(nsutil.CLONE_NEWNET)
-    if not wanted(_TC):
-        pass
-    elif netlink.PYROUTE2_IMPORT_ERROR is not None:
+    if wanted(_TC) and netlink.PYROUTE2_IMPORT_ERROR is not None:
         reason = "pyroute2 is not importable: %s" % netlink.PYROUTE2_IMPORT_ERROR
         for name in _TC:
             out[name] = _cap(False, "needs pyroute2", reason)
-    else:
+    elif wanted(_TC):
         out.update(_guarded(_probe_tc, _TC))
     if wanted(_SOCK_DIAG):
         out.update(_guarded(_probe_sock_diag, _SOCK_DIAG))
@@ -314,30 +312,26 @@ def _probe_sock_diag():
 
 def _probe_netfilter(names=None):
     out = {}
-    nft = shutil.which("nft")
-    if names is not None and "nftables" not in names:
-        nft = False
-    probe = "nft add table in a throwaway network namespace"
-    if nft is False:
-        pass
-    elif not nft:
-        out["nftables"] = _cap(False, probe, "no nft command in PATH", version=None)
-    else:
-        _code, version = _run([nft, "-v"])
-        match = re.search(r"v(\d+\.\d+(?:\.\d+)?)", version)
-        code, text = _run([nft, "add", "table", "inet", "hostnet_probe"])
-        out["nftables"] = _cap(code == 0, probe, "accepted" if code == 0 else "refused: %s" % text,
-                               version=match.group(1) if match else None)
-    iptables = shutil.which("iptables")
-    probe = "iptables -A INPUT -m comment in a throwaway network namespace"
-    if names is not None and "xt_comment" not in names:
-        pass
-    elif not iptables:
-        out["xt_comment"] = _cap(False, probe, "no iptables command in PATH")
-    else:
-        code, text = _run([iptables, "-w", "-t", "filter", "-A", "INPUT", "-m", "comment",
-                           "--comment", "hostnet-probe", "-j", "ACCEPT"])
-        out["xt_comment"] = _cap(code == 0, probe, "accepted" if code == 0 else "refused: %s" % text)
+    if names is None or "nftables" in names:
+        nft = shutil.which("nft")
+        probe = "nft add table in a throwaway network namespace"
+        if not nft:
+            out["nftables"] = _cap(False, probe, "no nft command in PATH", version=None)
+        else:
+            _code, version = _run([nft, "-v"])
+            match = re.search(r"v(\d+\.\d+(?:\.\d+)?)", version)
+            code, text = _run([nft, "add", "table", "inet", "hostnet_probe"])
+            out["nftables"] = _cap(code == 0, probe, "accepted" if code == 0 else "refused: %s" % text,
+                                   version=match.group(1) if match else None)
+    if names is None or "xt_comment" in names:
+        iptables = shutil.which("iptables")
+        probe = "iptables -A INPUT -m comment in a throwaway network namespace"
+        if not iptables:
+            out["xt_comment"] = _cap(False, probe, "no iptables command in PATH")
+        else:
+            code, text = _run([iptables, "-w", "-t", "filter", "-A", "INPUT", "-m", "comment",
+                               "--comment", "hostnet-probe", "-j", "ACCEPT"])
+            out["xt_comment"] = _cap(code == 0, probe, "accepted" if code == 0 else "refused: %s" % text)
     return out
 
 

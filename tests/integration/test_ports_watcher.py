@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -21,7 +22,7 @@ import uuid
 import pytest
 
 from harness.hermetic import REPO
-from harness.runner import INTERPRETERS, run_module, run_playbook
+from harness.runner import INTERPRETERS, ansible_env, run_module, run_playbook
 
 sys.path.insert(0, os.path.join(REPO, "plugins"))
 
@@ -495,3 +496,39 @@ def test_the_daemon_is_ready_only_after_its_first_scan_and_survives_a_reload_rig
         os.unlink(address)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=10)
+
+
+BUILD_PLAY = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.import_role:
+        name: hostnet.isolation.ports_watcher
+        tasks_from: build
+    - ansible.builtin.set_fact:
+        shebang: "{{ (ports_watcher_module_args.executable_content | b64decode(encoding='latin-1')).splitlines()[0] }}"
+        shared: "{{ ports_watcher_module_args.executable_content == ports_watcher_build.content }}"
+"""
+
+
+def test_the_build_is_made_once_and_again_only_for_a_host_with_another_python(tmp_path):
+    """The host_network role templates ports_watcher_module_args in its module task: the run_once build
+    serves every host whose #! line it fits; a host with another ports_watcher_python gets its own."""
+    inventory = {"all": {"hosts": {
+        "same-1": {"ansible_connection": "local"}, "same-2": {"ansible_connection": "local"},
+        "other": {"ansible_connection": "local", "ports_watcher_python": "/usr/bin/python3.11"}}}}
+    (tmp_path / "hosts.json").write_text(json.dumps(inventory))
+    (tmp_path / "play.yml").write_text(BUILD_PLAY)
+    proc = subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(tmp_path / "hosts.json"),
+                           str(tmp_path / "play.yml"), "-e", json.dumps({"ports_watcher_build_dir": str(tmp_path / "cache")})],
+                          env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    facts = {}
+    for play in json.loads(proc.stdout)["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                facts.setdefault(host, {}).update(result.get("ansible_facts") or {})
+    assert facts["same-1"]["shebang"] == facts["same-2"]["shebang"] == "#!/usr/bin/python3"
+    assert facts["same-1"]["shared"] and facts["same-2"]["shared"]
+    assert facts["other"]["shebang"] == "#!/usr/bin/python3.11" and not facts["other"]["shared"]

@@ -170,13 +170,18 @@ _SOCK_DIAG = ("sock_diag", "sock_diag_cgroup_id")
 _NETFILTER = ("nftables", "xt_comment")
 
 
+def _wanted(names, group):
+    """Whether a probe group answers one of ``names`` (None: every group runs)."""
+    return names is None or any(n in names for n in group)
+
+
 def _probe_in_throwaway_netns(names=None):
     """Runs in a child that owns a fresh network namespace: changes here vanish with it.
 
     ``names``: the capabilities wanted (None: all); a probe group runs only if it answers one of them.
     """
     def wanted(group):
-        return names is None or any(n in names for n in group)
+        return _wanted(names, group)
 
     out = {}
     nsutil.unshare(nsutil.CLONE_NEWNET)
@@ -363,7 +368,7 @@ def gather(names=None):
     ``missing``). With ``names``, only the probes that answer those names run, and only their entries (and
     the context) are returned."""
     def wanted(*group):
-        return names is None or any(n in names for n in group)
+        return _wanted(names, group)
 
     facts = {"kernel": platform.release(), "python": platform.python_version()}
     if wanted("pyroute2"):

@@ -24,6 +24,7 @@ import json
 import os
 
 from . import contract, ephemeral_ports, netns, policy, port_mapper, port_redirect, ports_watcher, qdisc, transaction, veth
+from . import watcher_policy
 from .errors import ApplyError, HostnetError, ValidationError
 
 # (policy section, core part, module name) in the order the parts are created.
@@ -250,12 +251,10 @@ def check_capabilities(plan, require=()):
     return names
 
 
-# The watcher's configuration keys the policy decides (its ``watcher`` section and ``agent_ports``), with
-# the defaults the policy's schema gives them.
-WATCHER_FROM_POLICY = {"mode": "audit", "watch_interval": 30, "include_udp": False,
-                       "check_agent_port_range_only": False, "isolated_port_range": None,
-                       "metrics_listen": "127.0.0.1:9613"}
-DEFAULT_AGENT_PORTS = "31000-32000"
+# The watcher's configuration keys the policy decides (its ``watcher`` section, but ``enabled``, and
+# ``agent_ports``), with the defaults the policy's schema gives them.
+WATCHER_FROM_POLICY = dict((key, option.get("default")) for key, option in POLICY_OPTIONS["watcher"]["options"].items()
+                           if key != "enabled")
 
 
 def watcher_config(plan, config=None):
@@ -268,7 +267,7 @@ def watcher_config(plan, config=None):
             out.pop(key, None)
         else:
             out[key] = value
-    out["agent_port_range"] = plan.get("agent_ports") or DEFAULT_AGENT_PORTS
+    out["agent_port_range"] = plan.get("agent_ports") or watcher_policy.DEFAULTS["agent_port_range"]
     return out
 
 
